@@ -1,0 +1,37 @@
+"""`stereo-depth <command>`: one entry point for every tool (also `python -m ros2_stereo_depth`)."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# command -> (module under ros2_stereo_depth.tools, one-line help)
+COMMANDS = {
+    "export": ("export", "export weights to a static-shape ONNX model with a JSON sidecar"),
+    "infer": ("infer", "run the network on a stereo pair of image files"),
+    "demo": ("demo", "run the node on the built-in synthetic stereo sequence and write demo_output/"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stereo-depth", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(f"ros2_stereo_depth.tools.{module_name}")
+        p = sub.add_parser(command, help=help_text, description=help_text)
+        module.add_arguments(p)
+        p.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except (FileNotFoundError, ValueError, RuntimeError) as error:
+        print(f"stereo-depth {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Stereo data: the synthetic generator and readers for real dataset formats."""

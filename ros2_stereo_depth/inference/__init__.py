@@ -1,0 +1,1 @@
+"""Inference backends: tensorrt, onnxruntime, torch (see make_backend)."""

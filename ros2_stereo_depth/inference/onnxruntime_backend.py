@@ -1,0 +1,36 @@
+"""ONNX Runtime backend: runs an exported model (CUDA provider when present, else CPU)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from .base import StereoResult, normalise
+
+
+class OnnxRuntimeBackend:
+    name = "onnxruntime"
+
+    def __init__(self, onnx_path: str | Path, threads: int = 0) -> None:
+        path = Path(onnx_path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: ONNX model not found")
+        meta_path = path.with_suffix(".json")
+        self.meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        available = ort.get_available_providers()
+        providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+        self.session = ort.InferenceSession(str(path), options, providers=providers)
+        self.device = "cuda" if self.session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
+        shape = self.session.get_inputs()[0].shape
+        self.height, self.width = int(shape[2]), int(shape[3])
+        self.max_disparity = int(self.meta.get("max_disparity", 0))
+
+    def infer(self, left_rgb: np.ndarray, right_rgb: np.ndarray) -> StereoResult:
+        disparity, confidence = self.session.run(
+            ["disparity", "confidence"], {"left": normalise(left_rgb), "right": normalise(right_rgb)})
+        return StereoResult(disparity[0, 0], confidence[0, 0])

@@ -1,0 +1,59 @@
+"""`stereo-depth infer`: disparity (and optionally a point cloud) from two image files."""
+from __future__ import annotations
+
+import argparse
+
+import cv2
+import numpy as np
+
+from ..fileio import read_rgb, write_disparity, write_ply
+from ..geometry import StereoCamera
+from ..inference.torch_backend import TorchBackend
+from ..weights import describe, load_model
+
+
+def run_pair(backend: TorchBackend, left_rgb: np.ndarray, right_rgb: np.ndarray) -> np.ndarray:
+    """Resize to the network input, infer, resize back; disparity in pixels of the original images."""
+    h, w = left_rgb.shape[:2]
+    if right_rgb.shape != left_rgb.shape:
+        raise ValueError(f"left image is {left_rgb.shape[1]}x{h}, right is {right_rgb.shape[1]}x{right_rgb.shape[0]}")
+    size = (backend.width, backend.height)
+    result = backend.infer(cv2.resize(left_rgb, size, interpolation=cv2.INTER_AREA),
+                           cv2.resize(right_rgb, size, interpolation=cv2.INTER_AREA))
+    disparity = cv2.resize(result.disparity_px, (w, h), interpolation=cv2.INTER_LINEAR)
+    return disparity * np.float32(w / backend.width)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--left", required=True)
+    parser.add_argument("--right", required=True)
+    parser.add_argument("--out", required=True, help="disparity output: .pfm, .npy or .png (colour map)")
+    parser.add_argument("--config", default="fast")
+    parser.add_argument("--weights", help="safetensors weights (default: shipped weights of --config)")
+    parser.add_argument("--height", type=int, help="network input height (default: the config's)")
+    parser.add_argument("--width", type=int, help="network input width (default: the config's)")
+    parser.add_argument("--max-disparity", type=int)
+    parser.add_argument("--ply", help="also write a PLY point cloud (needs --fx and --baseline)")
+    parser.add_argument("--fx", type=float, help="focal length in pixels of the input images")
+    parser.add_argument("--cx", type=float, help="principal point x (default: image centre)")
+    parser.add_argument("--cy", type=float, help="principal point y (default: image centre)")
+    parser.add_argument("--baseline", type=float, help="stereo baseline in metres")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.ply and not (args.fx and args.baseline):
+        raise ValueError("--ply needs --fx (pixels) and --baseline (metres)")
+    model = load_model(args.config, args.weights, args.max_disparity)
+    print(describe(model))
+    backend = TorchBackend(model, args.height or model.config.height, args.width or model.config.width)
+    left, right = read_rgb(args.left), read_rgb(args.right)
+    disparity = run_pair(backend, left, right)
+    write_disparity(args.out, disparity)
+    print(f"wrote {args.out}: disparity {np.nanmin(disparity):.2f}..{np.nanmax(disparity):.2f} px")
+    if args.ply:
+        h, w = disparity.shape
+        camera = StereoCamera(args.fx, args.fx, args.cx if args.cx is not None else (w - 1) / 2,
+                              args.cy if args.cy is not None else (h - 1) / 2, args.baseline, w, h)
+        count = write_ply(args.ply, camera.points_from_disparity(disparity), left)
+        print(f"wrote {args.ply}: {count} points")
+    return 0

@@ -1,0 +1,34 @@
+"""ament_python package: builds with `colcon build` in a ROS 2 workspace and installs with pip."""
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "ros2_stereo_depth"
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=find_packages(exclude=["test", "test.*"]),
+    package_data={PACKAGE: ["weights/*.safetensors", "weights/*.json", "tools/*.yaml", "inference/*.txt"]},
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+        (f"share/{PACKAGE}/engines", ["engines/README.md"]),
+    ],
+    install_requires=["setuptools"],
+    zip_safe=False,
+    maintainer="ros2_stereo_depth maintainers",
+    maintainer_email="maintainers@ros2-stereo-depth.invalid",
+    description="Learned stereo depth for ROS 2 (TensorRT / ONNX Runtime / PyTorch)",
+    license="Apache-2.0",
+    tests_require=["pytest"],
+    entry_points={
+        "console_scripts": [
+            "stereo-depth = ros2_stereo_depth.cli:main",
+            "stereo_depth_node = ros2_stereo_depth.ros.node:main",
+            "stereo_source = ros2_stereo_depth.ros.stereo_source:main",
+        ],
+    },
+)
