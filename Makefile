@@ -18,6 +18,7 @@ $(STAMP): requirements.txt constraints.txt setup.py setup.cfg package.xml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c constraints.txt -r requirements.txt
+	$(PY) -m pip install -q --no-deps tensorrt-stubs==$$(sed -n 's/^tensorrt-stubs==//p' constraints.txt)
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 

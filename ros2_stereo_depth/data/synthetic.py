@@ -167,6 +167,11 @@ def random_scene(rng: np.random.Generator, params: SceneParams) -> list[Layer]:
         c = rng.uniform(-0.15, 0.15) * dmax / h if rng.random() < 0.5 else 0.0
         a = d - b * w / 2 - c * h / 2
         layers.append(Layer(_texture(rng, params, h, canvas_w), _shape_mask(rng, h, canvas_w), (a, b, c)))
+    for layer in layers:
+        a, b, c = layer.plane
+        lowest = a + min(0.0, b * canvas_w) + min(0.0, c * h)
+        if lowest < 0.0:
+            layer.plane = (a - lowest, b, c)
     return layers
 
 
@@ -196,7 +201,7 @@ def render(layers: list[Layer], height: int, width: int, offsets_px: list[float]
         disp_r = np.minimum(disp_r, max_disparity_px)
     # A left pixel is visible on the right when the right view shows the same surface there.
     xr = np.rint(xs - disp_l).astype(np.int64)
-    inside = xr >= 0
+    inside = (xr >= 0) & (xr < width)
     seen = np.full((height, width), -np.inf, np.float32)
     seen[inside] = disp_r[ys.astype(np.int64)[inside], xr[inside]]
     occluded = ~inside | (np.abs(seen - disp_l) > 1.0)

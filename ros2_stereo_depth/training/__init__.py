@@ -1,0 +1,1 @@
+"""Training: losses, the batch pipeline and the train loop behind `stereo-depth train`."""

@@ -1,0 +1,47 @@
+"""Resumable checkpoints as safetensors (model + optimizer tensors) plus JSON (step, scalars)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+
+def save_checkpoint(path: Path, net: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    scheduler: Any, step: int, extra: dict[str, Any]) -> None:
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    state = optimizer.state_dict()
+    scalars: dict[str, Any] = {}
+    for index, param_state in state["state"].items():
+        for key, value in param_state.items():
+            if torch.is_tensor(value):
+                tensors[f"optim.{index}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                scalars[f"{index}.{key}"] = value
+    tmp = path.with_suffix(".tmp")
+    save_file(tensors, str(tmp))
+    tmp.replace(path)  # never leave a half-written checkpoint behind
+    meta = {"step": step, "param_groups": state["param_groups"], "optim_scalars": scalars,
+            "scheduler": scheduler.state_dict() if scheduler is not None else None, **extra}
+    path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def load_checkpoint(path: Path, net: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    scheduler: Any) -> dict[str, Any]:
+    tensors = load_file(str(path))
+    meta = json.loads(path.with_suffix(".json").read_text())
+    net.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+    param_state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        if name.startswith("optim."):
+            _, index, key = name.split(".", 2)
+            param_state.setdefault(int(index), {})[key] = value
+    for name, value in meta["optim_scalars"].items():
+        index, key = name.split(".", 1)
+        param_state.setdefault(int(index), {})[key] = value
+    optimizer.load_state_dict({"state": param_state, "param_groups": meta["param_groups"]})
+    if scheduler is not None and meta.get("scheduler") is not None:
+        scheduler.load_state_dict(meta["scheduler"])
+    return meta
