@@ -1,0 +1,112 @@
+"""The network's stages and its weights files."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from ros2_stereo_depth.config import CONFIGS, ModelConfig, get_config
+from ros2_stereo_depth.model import StereoNet
+from ros2_stereo_depth.model.cost_volume import GroupwiseCorrelation, reference_groupwise_correlation
+from ros2_stereo_depth.model.regression import SoftArgminRegression
+from ros2_stereo_depth.weights import load_model, save_weights
+
+
+@pytest.mark.parametrize("groups,disparities,width", [(4, 8, 20), (2, 16, 16), (1, 3, 7)])
+def test_skewed_cost_volume_equals_per_disparity_loop(groups, disparities, width):
+    torch.manual_seed(0)
+    left, right = torch.randn(2, 8, 5, width), torch.randn(2, 8, 5, width)
+    fast = GroupwiseCorrelation(groups, disparities)(left, right)
+    slow = reference_groupwise_correlation(left, right, groups, disparities)
+    assert fast.shape == (2, groups, disparities, 5, width)
+    torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-5)
+
+
+def test_cost_volume_peaks_at_the_true_shift():
+    """A right feature map that is the left one shifted by 3 px correlates best at d = 3."""
+    torch.manual_seed(1)
+    left = torch.randn(1, 64, 4, 32)
+    right = torch.roll(left, shifts=-3, dims=3)  # right(x) = left(x + 3)
+    volume = GroupwiseCorrelation(4, 8)(left, right)
+    best = volume.mean(dim=1)[0, :, :, 8:-3].argmax(dim=0)
+    assert torch.all(best == 3)
+
+
+def test_soft_argmin_is_sub_pixel_and_scaled():
+    regression = SoftArgminRegression(num_disparities=8, step_px=4.0)
+    cost = torch.full((1, 8, 1, 1), -1e4)
+    cost[0, 2], cost[0, 3] = 0.0, 0.0  # equal mass on bins 2 and 3 -> 2.5 bins = 10 px
+    disparity, confidence = regression(cost)
+    assert disparity.item() == pytest.approx(10.0, abs=1e-4)
+    assert confidence.item() == pytest.approx(0.5, abs=1e-4)
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_forward_shapes_and_ranges(name):
+    config = get_config(name)
+    net = StereoNet(config).eval()
+    h, w = config.size_multiple * 2, config.max_disparity + config.size_multiple
+    x = torch.rand(1, 3, h, w)
+    with torch.no_grad():
+        out = net(x, x)
+    assert out["disparity"].shape == (1, 1, h, w)
+    assert out["confidence"].shape == (1, 1, h, w)
+    assert float(out["disparity"].min()) >= 0.0
+    assert float(out["disparity"].max()) <= config.max_disparity
+    assert 0.0 <= float(out["confidence"].min()) and float(out["confidence"].max()) <= 1.0
+
+
+def test_config_rejects_sizes_the_graph_cannot_take():
+    config = get_config("tiny")
+    with pytest.raises(ValueError, match="multiples of 16"):
+        config.check_size(100, 256)
+    with pytest.raises(ValueError, match="exceeds the input width"):
+        config.check_size(64, 64, 128)
+    with pytest.raises(ValueError, match="unknown config"):
+        get_config("huge")
+    with pytest.raises(ValueError, match="unknown model config keys"):
+        ModelConfig.from_dict({**config.to_dict(), "colour": 1})
+
+
+def test_weights_round_trip_and_sidecar(tmp_path):
+    net = StereoNet(get_config("tiny"))
+    for p in net.parameters():
+        torch.nn.init.normal_(p)
+    path = save_weights(net, tmp_path / "w.safetensors", {"steps": 7})
+    loaded = load_model(weights=path)
+    assert loaded.config == get_config("tiny")
+    assert json.loads(path.with_suffix(".json").read_text())["info"] == {"steps": 7}
+    for (k, a), (_, b) in zip(net.state_dict().items(), loaded.net.state_dict().items()):
+        assert torch.equal(a, b), k
+    assert len(loaded.weights_sha256) == 64
+    with pytest.raises(ValueError, match="weights are for config 'tiny', not 'fast'"):
+        load_model("fast", path)
+    # max_disparity changes only the cost volume size, not the weights
+    assert load_model(weights=path, max_disparity=32).config.max_disparity == 32
+
+
+def test_pickled_checkpoints_are_refused(tmp_path):
+    path = tmp_path / "model.pt"
+    torch.save({"x": torch.zeros(1)}, path)
+    with pytest.raises(ValueError, match="safetensors"):
+        load_model("tiny", path)
+
+
+def test_weights_of_another_shape_are_refused(tmp_path):
+    path = save_weights(StereoNet(get_config("tiny")), tmp_path / "tiny.safetensors")
+    meta = json.loads(path.with_suffix(".json").read_text())
+    meta["config"] = get_config("accurate").to_dict()
+    path.with_suffix(".json").write_text(json.dumps(meta))
+    with pytest.raises((ValueError, RuntimeError)):
+        load_model(weights=path)
+
+
+def test_shared_feature_weights_see_both_images_identically():
+    """Swapping the images must swap the features: one extractor for both views."""
+    net = StereoNet(get_config("tiny")).eval()
+    a, b = torch.rand(1, 3, 64, 96), torch.rand(1, 3, 64, 96)
+    with torch.no_grad():
+        fa, fb = net.features(torch.cat([a, b])).chunk(2)
+        fb2, fa2 = net.features(torch.cat([b, a])).chunk(2)
+    np.testing.assert_allclose(fa.numpy(), fa2.numpy(), atol=1e-5)
+    np.testing.assert_allclose(fb.numpy(), fb2.numpy(), atol=1e-5)
