@@ -9,6 +9,7 @@ import sys
 COMMANDS = {
     "export": ("export", "export weights to a static-shape ONNX model with a JSON sidecar"),
     "infer": ("infer", "run the network on a stereo pair of image files"),
+    "build-engine": ("build_engine", "export, check and build a TensorRT engine with a JSON sidecar"),
     "train": ("train", "train the network on synthetic data or a dataset (supervised or self-supervised)"),
     "demo": ("demo", "run the node on the built-in synthetic stereo sequence and write demo_output/"),
 }

@@ -1,4 +1,8 @@
-"""Backend selection for the node and the tools: `backend: auto|tensorrt|onnxruntime|torch`."""
+"""Backend selection for the node and the tools: `backend: auto|tensorrt|onnxruntime|torch`.
+
+auto: TensorRT when it is importable, a CUDA GPU is present and a valid engine is at engine_path (or
+build_engine_if_missing builds one); else ONNX Runtime (CUDA provider if present, else CPU).
+"""
 from __future__ import annotations
 
 import tempfile
@@ -19,9 +23,13 @@ class BackendRequest:
     height: int = 0  # 0: the config's input size
     width: int = 0
     max_disparity: int = 0  # 0: the config's
-    engine_path: str = ""
+    engine_path: str = ""  # empty: default_engine_path(...) under engines/
     onnx_path: str = ""  # empty: exported on start-up into a temporary file
     threads: int = 0  # CPU threads (0: library default)
+    precision: str = "fp16"  # engine precision fp32|fp16|int8; torch on CUDA: fp16 autocast unless fp32
+    build_engine_if_missing: bool = False  # with TensorRT present: build a missing/stale engine once
+    dla_core: int = -1  # -1: GPU only; >= 0: engines built for this DLA core (Jetson)
+    cuda_graphs: bool = False  # tensorrt/torch on CUDA: replay a captured CUDA graph after frame 1
 
 
 @dataclass
@@ -36,6 +44,12 @@ class SelectedBackend:
                 f"{describe(self.model)}; {self.reason}")
 
 
+def default_engine_path(config: str, width: int, height: int, max_disparity: int, precision: str,
+                        dla_core: int | None = None) -> Path:
+    dla = f"_dla{dla_core}" if dla_core is not None else ""
+    return Path("engines") / f"{config}_{width}x{height}_d{max_disparity}_{precision}{dla}.engine"
+
+
 def create_backend(request: BackendRequest) -> SelectedBackend:
     if request.backend not in BACKENDS:
         raise ValueError(f"backend {request.backend!r} is not one of {BACKENDS}")
@@ -45,13 +59,52 @@ def create_backend(request: BackendRequest) -> SelectedBackend:
     model.config.check_size(height, width)
     if request.backend == "torch":
         from .torch_backend import TorchBackend
-        return SelectedBackend(TorchBackend(model, height, width, threads=request.threads), model, "requested")
-    # auto and onnxruntime (TensorRT selection comes with the tensorrt backend).
+        precision = "fp32" if request.precision == "fp32" else "fp16"
+        backend = TorchBackend(model, height, width, threads=request.threads, precision=precision,
+                               cuda_graphs=request.cuda_graphs)
+        return SelectedBackend(backend, model, "requested")
+    reason = "requested"
+    if request.backend in ("auto", "tensorrt"):
+        selected, why_not = _try_tensorrt(request, model, height, width)
+        if selected is not None:
+            return selected
+        if request.backend == "tensorrt":
+            raise RuntimeError(f"backend tensorrt is not possible: {why_not}")
+        reason = f"auto: TensorRT not used ({why_not.splitlines()[0]})"
     from .onnxruntime_backend import OnnxRuntimeBackend
     onnx_path = request.onnx_path
     if not onnx_path:
         from ..tools.export import export_onnx
         onnx_path = str(Path(tempfile.mkdtemp(prefix="stereo_depth_")) / f"{model.config.name}_{width}x{height}.onnx")
         export_onnx(model, onnx_path, height, width)
-    reason = "requested" if request.backend == "onnxruntime" else "auto: no TensorRT engine support yet"
     return SelectedBackend(OnnxRuntimeBackend(onnx_path, request.threads), model, reason)
+
+
+def _try_tensorrt(request: BackendRequest, model: LoadedModel, height: int,
+                  width: int) -> tuple[SelectedBackend | None, str]:
+    """The TensorRT backend, or None and why not (ending with the command that would fix it)."""
+    from .tensorrt_backend import (EngineSpec, TensorRTBackend, current_platform, engine_problems, rebuild_command,
+                                   tensorrt_unavailable_reason)
+
+    dla_core = request.dla_core if request.dla_core >= 0 else None
+    precision = request.precision
+    spec = EngineSpec(config=model.config.name, height=height, width=width, max_disparity=model.config.max_disparity,
+                      precision=precision, weights=request.weights, weights_sha256=model.weights_sha256,
+                      dla_core=dla_core)
+    engine_path = Path(request.engine_path) if request.engine_path else default_engine_path(
+        spec.config, width, height, spec.max_disparity, precision, dla_core)
+    command = rebuild_command(spec, engine_path)
+    unavailable = tensorrt_unavailable_reason()
+    if unavailable is not None:
+        return None, f"{unavailable}; on a machine with TensorRT build the engine with:\n  {command}"
+    problems = engine_problems(engine_path, spec, current_platform())
+    built = ""
+    if problems:
+        if not request.build_engine_if_missing:
+            return None, f"{'; '.join(problems)}; build it with:\n  {command}"
+        from ..tools.build_engine import build
+        build(model, spec, engine_path)  # once: the next start finds it valid and cached
+        built = f", built now ({'; '.join(problems)})"
+    backend = TensorRTBackend(engine_path, spec, command, cuda_graphs=request.cuda_graphs)
+    how = "requested" if request.backend == "tensorrt" else "auto: TensorRT engine valid"
+    return SelectedBackend(backend, model, f"{how}: {engine_path}{built}"), ""
