@@ -11,6 +11,7 @@ COMMANDS = {
     "infer": ("infer", "run the network on a stereo pair of image files"),
     "build-engine": ("build_engine", "export, check and build a TensorRT engine with a JSON sidecar"),
     "train": ("train", "train the network on synthetic data or a dataset (supervised or self-supervised)"),
+    "evaluate": ("evaluate", "score the network and OpenCV StereoSGBM against ground truth (EPE, bad-N, D1)"),
     "demo": ("demo", "run the node on the built-in synthetic stereo sequence and write demo_output/"),
 }
 

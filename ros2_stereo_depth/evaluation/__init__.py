@@ -1,0 +1,1 @@
+"""Evaluation: disparity metrics and the OpenCV StereoSGBM baseline behind `stereo-depth evaluate`."""
