@@ -20,27 +20,11 @@ from torch.nn import functional as F
 from ..config import ModelConfig
 from ..evaluation.metrics import METRIC_KEYS, disparity_metrics, pool_metrics
 from ..evaluation.sgbm import sgbm_disparity
-from ..fileio import read_pfm, read_rgb
+from ..fileio import read_rgb
 from ..inference.base import normalise
 from ..training.batches import TrainItem
 from ..model import StereoNet
 from ..weights import describe, load_model
-
-
-def read_gt(path: str, gt_scale: float) -> tuple[np.ndarray, np.ndarray]:
-    """8/16-bit PNG (value / gt_scale px, 0 = unknown) or PFM/NPY (non-finite = unknown)."""
-    if path.endswith(".pfm"):
-        disparity = read_pfm(path)
-    elif path.endswith(".npy"):
-        disparity = np.load(path).astype(np.float32)
-    else:
-        raw = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-        if raw is None:
-            raise FileNotFoundError(f"{path}: cannot read ground truth")
-        if raw.ndim == 3:
-            raw = raw[..., 0]
-        disparity = np.where(raw > 0, raw.astype(np.float32) / gt_scale, np.inf).astype(np.float32)
-    return disparity, np.isfinite(disparity) & (disparity > 0)
 
 
 def rescale_item(item: TrainItem, scale: float) -> TrainItem:
@@ -102,11 +86,12 @@ class ModelRunner:
 def pairs_from_args(args: argparse.Namespace) -> Iterator[tuple[str, TrainItem]]:
     if args.dataset:
         from ..data.readers import open_eval_dataset
-        yield from open_eval_dataset(args.dataset, args.format)
+        yield from open_eval_dataset(args.dataset, args.format, args.gt_scale)
         return
     if not (args.left and args.right and args.gt):
         raise ValueError("give --dataset DIR, or --left, --right and --gt")
-    disparity, valid = read_gt(args.gt, args.gt_scale)
+    from ..data.readers import read_ground_truth
+    disparity, valid = read_ground_truth(args.gt, args.gt_scale or 1.0)
     yield args.left, TrainItem(read_rgb(args.left), read_rgb(args.right), disparity, valid)
 
 
@@ -170,9 +155,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", default="auto", help="dataset format; auto-detected by layout by default")
     parser.add_argument("--left", help="left image of a single pair")
     parser.add_argument("--right", help="right image of a single pair")
-    parser.add_argument("--gt", help="ground-truth disparity of the left image (PNG, PFM or NPY)")
-    parser.add_argument("--gt-scale", type=float, default=1.0,
-                        help="PNG ground truth: disparity = value / this (Middlebury 2005/06: 1 full, 2 half, 3 third size)")
+    parser.add_argument("--gt", help="ground-truth disparity of the left image (PNG or PFM)")
+    parser.add_argument("--gt-scale", type=float, default=None,
+                        help="8-bit PNG ground truth: disparity = value / this (Middlebury 2005/06: 1 full, 2 half, "
+                             "3 third size; default 1 for --gt, guessed from the width for a middlebury2006 dataset)")
     parser.add_argument("--max-disparity", type=int, help="search range at the evaluated resolution (default: the config's)")
     parser.add_argument("--scale", type=float, default=0.5, help="resize factor for images and ground truth (default 0.5)")
     parser.add_argument("--min-confidence", type=float,
