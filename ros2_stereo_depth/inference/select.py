@@ -70,7 +70,7 @@ def create_backend(request: BackendRequest) -> SelectedBackend:
             return selected
         if request.backend == "tensorrt":
             raise RuntimeError(f"backend tensorrt is not possible: {why_not}")
-        reason = f"auto: TensorRT not used ({why_not.splitlines()[0]})"
+        reason = "auto: TensorRT not used: " + " ".join(why_not.split())  # one line, command included
     from .onnxruntime_backend import OnnxRuntimeBackend
     onnx_path = request.onnx_path
     if not onnx_path:

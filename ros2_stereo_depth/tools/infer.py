@@ -8,11 +8,11 @@ import numpy as np
 
 from ..fileio import read_rgb, write_disparity, write_ply
 from ..geometry import StereoCamera
-from ..inference.torch_backend import TorchBackend
-from ..weights import describe, load_model
+from ..inference.base import StereoBackend
+from ..inference.select import BACKENDS, BackendRequest, create_backend
 
 
-def run_pair(backend: TorchBackend, left_rgb: np.ndarray, right_rgb: np.ndarray) -> np.ndarray:
+def run_pair(backend: StereoBackend, left_rgb: np.ndarray, right_rgb: np.ndarray) -> np.ndarray:
     """Resize to the network input, infer, resize back; disparity in pixels of the original images."""
     h, w = left_rgb.shape[:2]
     if right_rgb.shape != left_rgb.shape:
@@ -33,6 +33,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--height", type=int, help="network input height (default: the config's)")
     parser.add_argument("--width", type=int, help="network input width (default: the config's)")
     parser.add_argument("--max-disparity", type=int)
+    parser.add_argument("--backend", choices=BACKENDS, default="torch",
+                        help="auto prefers a valid TensorRT engine, then ONNX Runtime")
+    parser.add_argument("--engine", default="", help="TensorRT engine (default: engines/<config>_<W>x<H>_d<D>_<precision>.engine)")
+    parser.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16",
+                        help="engine precision; torch on CUDA: fp16 autocast unless fp32")
     parser.add_argument("--ply", help="also write a PLY point cloud (needs --fx and --baseline)")
     parser.add_argument("--fx", type=float, help="focal length in pixels of the input images")
     parser.add_argument("--cx", type=float, help="principal point x (default: image centre)")
@@ -43,9 +48,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.ply and not (args.fx and args.baseline):
         raise ValueError("--ply needs --fx (pixels) and --baseline (metres)")
-    model = load_model(args.config, args.weights, args.max_disparity)
-    print(describe(model))
-    backend = TorchBackend(model, args.height or model.config.height, args.width or model.config.width)
+    selected = create_backend(BackendRequest(
+        backend=args.backend, config=args.config, weights=args.weights or "", height=args.height or 0,
+        width=args.width or 0, max_disparity=args.max_disparity or 0, engine_path=args.engine,
+        precision=args.precision))
+    print(selected.describe())
+    backend = selected.backend
     left, right = read_rgb(args.left), read_rgb(args.right)
     disparity = run_pair(backend, left, right)
     write_disparity(args.out, disparity)
