@@ -89,7 +89,7 @@ def _read_grey(path: Path) -> np.ndarray:
     raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if raw is None:
         raise FileNotFoundError(f"{path}: cannot read")
-    return raw[..., 0] if raw.ndim == 3 else raw
+    return np.asarray(raw[..., 0] if raw.ndim == 3 else raw)
 
 
 def _middlebury2006_scale(width: int) -> float:

@@ -33,7 +33,10 @@ def disparity_metrics(prediction: np.ndarray, gt: np.ndarray, gt_valid: np.ndarr
     n, n_pred = int(g.size), int(p_has.sum())
     if n == 0:
         raise ValueError("no pixel has valid ground truth")
-    percent = lambda bad: 100.0 * float(np.count_nonzero(bad)) / n  # noqa: E731
+
+    def percent(bad: np.ndarray) -> float:
+        return 100.0 * float(np.count_nonzero(bad)) / n
+
     return {
         "epe": float(error.mean()),
         "epe_predicted": float(error[p_has].mean()) if n_pred else float("nan"),

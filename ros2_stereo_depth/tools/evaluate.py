@@ -34,9 +34,12 @@ def rescale_item(item: TrainItem, scale: float) -> TrainItem:
         return item
     h, w = item.left.shape[:2]
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    resize = lambda im, mode: cv2.resize(im, size, interpolation=mode)  # noqa: E731
+
+    def resize(image: np.ndarray, mode: int) -> np.ndarray:
+        return np.asarray(cv2.resize(image, size, interpolation=mode))
+
     left, right = resize(item.left, cv2.INTER_AREA), resize(item.right, cv2.INTER_AREA)
-    if item.disparity_px is None:
+    if item.disparity_px is None or item.valid is None:
         return TrainItem(left, right, None, None)
     disparity = resize(item.disparity_px, cv2.INTER_NEAREST) * np.float32(size[0] / w)
     valid = resize(item.valid.astype(np.uint8), cv2.INTER_NEAREST) > 0
@@ -69,8 +72,11 @@ class ModelRunner:
             self.nets[max_disparity] = net.eval()
         return self.nets[max_disparity]
 
-    @torch.no_grad()
     def __call__(self, left: np.ndarray, right: np.ndarray, max_disparity: int) -> tuple[np.ndarray, np.ndarray]:
+        with torch.no_grad():
+            return self._run(left, right, max_disparity)
+
+    def _run(self, left: np.ndarray, right: np.ndarray, max_disparity: int) -> tuple[np.ndarray, np.ndarray]:
         net = self.net(max_disparity)
         h, w = left.shape[:2]
         m = net.config.size_multiple
@@ -104,6 +110,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, object]:
         if item.disparity_px is None:
             raise ValueError(f"{name}: no ground truth to evaluate against")
         item = rescale_item(item, args.scale)
+        assert item.disparity_px is not None
         h, w = item.left.shape[:2]
         d = search_range(runner.base.config, args.max_disparity, w)
         sizes.add(f"{w}x{h}")

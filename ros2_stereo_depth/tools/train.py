@@ -11,6 +11,7 @@ import platform
 import shlex
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -74,7 +75,9 @@ class CroppedItems(Dataset):
         return len(self.items)  # type: ignore[arg-type]
 
     def __getitem__(self, index: int) -> TrainItem:
-        rng = np.random.default_rng([self.settings.seed, self.rank, index, int(time.time_ns() % 1_000_000)])
+        # Other crops every epoch, yet reproducible: torch's RNG is seeded per worker and epoch from
+        # the loader's seeded generator (in the main process by torch.manual_seed).
+        rng = np.random.default_rng([self.settings.seed, self.rank, index, int(torch.randint(0, 2**31 - 1, ()))])
         return random_crop(self.items[index], self.settings.crop_height, self.settings.crop_width, rng)
 
 
@@ -137,7 +140,7 @@ def train(settings: TrainSettings, out_dir: Path, resume: bool = False, command:
                     file=sys.stdout, mininterval=5.0)
     started = time.time()
     running = 0.0
-    batches = iter(loader)
+    batches = _endless(loader)  # a real dataset runs out after an epoch; synthetic data never does
     while step < settings.steps:
         batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
         with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
@@ -151,7 +154,7 @@ def train(settings: TrainSettings, out_dir: Path, resume: bool = False, command:
         scaler.update()
         scheduler.step()
         step += 1
-        running += float(loss)
+        running += float(loss.detach())
         progress.update(1)
         if writer is not None and step % settings.log_every == 0:
             writer.add_scalar("loss/train", running / settings.log_every, step)
@@ -181,6 +184,11 @@ def train(settings: TrainSettings, out_dir: Path, resume: bool = False, command:
         writer.close()  # type: ignore[union-attr]
         print(f"wrote {final} after {step} steps ({seconds / 60:.1f} min this run)")
     return final
+
+
+def _endless(loader: DataLoader) -> Iterator[dict[str, torch.Tensor]]:
+    while True:
+        yield from loader
 
 
 def _loss(mode: str, model: torch.nn.Module, batch: dict[str, torch.Tensor],
