@@ -118,9 +118,10 @@ class Harness:
             time.sleep(0.02)
         raise TimeoutError(f"no {names} output for stamp {key} within {timeout} s; got {sorted(self.outputs)}")
 
-    def error_logs(self, *needles: str) -> list[str]:
+    def error_logs(self, *needles: str, since: int = 0) -> list[str]:
+        """ERROR lines of the node containing every needle, from the since-th /rosout message on."""
         with self.lock:
-            return [m.msg for m in self.logs if m.level == Log.ERROR and m.name.endswith("stereo_depth_node")
+            return [m.msg for m in self.logs[since:] if m.level == Log.ERROR and m.name.endswith("stereo_depth_node")
                     and all(n in m.msg for n in needles)]
 
     def close(self) -> None:

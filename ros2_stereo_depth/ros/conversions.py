@@ -31,7 +31,12 @@ COLOUR_ENCODINGS = ("mono8", "rgb8", "bgr8", "rgba8", "bgra8")
 
 
 class ImageError(ValueError):
-    """A message that cannot be converted; the text says what is wrong (no topic: the caller adds it)."""
+    """A message that cannot be converted; the text says what is wrong (no topic: the caller adds it),
+    `kind` names the problem (encoding, size, step, data) for callers that count or throttle by it."""
+
+    def __init__(self, kind: str, problem: str) -> None:
+        super().__init__(problem)
+        self.kind = kind
 
 
 def bytes_per_pixel(encoding: str) -> int:
@@ -43,16 +48,16 @@ def image_to_array(msg: Image) -> np.ndarray:
     """Image -> (H,W) or (H,W,C) array in native byte order, a view of msg.data where possible."""
     enc = ENCODINGS.get(msg.encoding)
     if enc is None:
-        raise ImageError(f"unsupported encoding {msg.encoding!r} (supported: {', '.join(ENCODINGS)})")
+        raise ImageError("encoding", f"unsupported encoding {msg.encoding!r} (supported: {', '.join(ENCODINGS)})")
     h, w, step = int(msg.height), int(msg.width), int(msg.step)
     if h <= 0 or w <= 0:
-        raise ImageError(f"empty image {w}x{h}")
+        raise ImageError("size", f"empty image {w}x{h}")
     row_bytes = w * bytes_per_pixel(msg.encoding)
     if step < row_bytes:
-        raise ImageError(f"step {step} is less than width*bytes_per_pixel = {w}*{row_bytes // w} = {row_bytes}")
+        raise ImageError("step", f"step {step} is less than width*bytes_per_pixel = {w}*{row_bytes // w} = {row_bytes}")
     data = np.frombuffer(msg.data, dtype=np.uint8)
     if data.size < step * h:
-        raise ImageError(f"data has {data.size} bytes, less than step*height = {step}*{h} = {step * h}")
+        raise ImageError("data", f"data has {data.size} bytes, less than step*height = {step}*{h} = {step * h}")
     # Strided view: rows `step` bytes apart, only the first row_bytes of each row are pixels.
     rows = data[:step * h].reshape(h, step)[:, :row_bytes]
     dtype = np.dtype(enc.dtype).newbyteorder(">" if msg.is_bigendian else "<")
@@ -65,7 +70,7 @@ def image_to_array(msg: Image) -> np.ndarray:
 def image_to_rgb(msg: Image) -> np.ndarray:
     """Camera image -> (H,W,3) uint8 RGB: mono replicated, BGR(A) reordered, alpha dropped."""
     if msg.encoding not in COLOUR_ENCODINGS:
-        raise ImageError(f"unsupported encoding {msg.encoding!r} for a camera image "
+        raise ImageError("encoding", f"unsupported encoding {msg.encoding!r} for a camera image "
                          f"(supported: {', '.join(COLOUR_ENCODINGS)})")
     pixels = image_to_array(msg)
     if msg.encoding == "mono8":

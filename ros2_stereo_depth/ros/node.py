@@ -128,7 +128,7 @@ def check_inputs(msgs: list[Any], topics: list[str]) -> tuple[np.ndarray, np.nda
         try:
             rgb.append(image_to_rgb(img))
         except ImageError as error:
-            raise InputError(topic, "image", str(error)) from None
+            raise InputError(topic, error.kind, str(error)) from None
     (lh, lw), (rh, rw) = rgb[0].shape[:2], rgb[1].shape[:2]
     if (lh, lw) != (rh, rw):
         raise InputError(topics[1], "size", f"image is {rw}x{rh} but {topics[0]} is {lw}x{lh}; "
@@ -145,7 +145,7 @@ def check_inputs(msgs: list[Any], topics: list[str]) -> tuple[np.ndarray, np.nda
     if not pr[0] > 0:
         raise InputError(topics[3], "focal", f"projection matrix P has focal length fx={pr[0]}; need > 0 "
                                              "(is the camera calibrated?)")
-    baseline = -pr[3] / pr[0]
+    baseline = -pr[3] / pr[0] + 0.0  # + 0.0: no '-0' in the message
     if not baseline > 0:
         raise InputError(topics[3], "baseline", f"baseline -P[3]/P[0] = {baseline:g} m; need > 0 (right camera "
                                                 f"P[3] must be -fx*baseline, it is {pr[3]:g})")
