@@ -183,5 +183,11 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     report = evaluate(args)
-    print(json.dumps(report, indent=2) if args.json else format_table(report))
+    if args.json:
+        # NaN (e.g. epe_predicted with nothing predicted) is not JSON: write null.
+        for method in ("model", "sgbm"):
+            report[method] = {k: (None if v != v else v) for k, v in report[method].items()}  # type: ignore[attr-defined]
+        print(json.dumps(report, indent=2, allow_nan=False))
+    else:
+        print(format_table(report))
     return 0
