@@ -12,13 +12,21 @@ from torch.nn import functional as F
 from .features import ResidualBlock, conv_bn_relu
 
 
+# Disparities are divided by this before entering the network and residuals multiplied by it. A
+# constant, not max_disparity: the weights must not depend on how many disparities are searched.
+DISPARITY_SCALE_PX = 128.0
+
+
 class DisparityRefinement(nn.Module):
-    def __init__(self, channels: int, max_disparity: int) -> None:
+    def __init__(self, channels: int) -> None:
         super().__init__()
-        self.scale = 1.0 / max_disparity
+        self.scale = 1.0 / DISPARITY_SCALE_PX
         self.stem = conv_bn_relu(4, channels)
         self.body = nn.Sequential(*(ResidualBlock(channels, dilation) for dilation in (1, 2, 4, 8, 1)))
         self.residual = nn.Conv2d(channels, 1, 3, padding=1)
+        # Start as the identity: a random head would add residuals of tens of pixels.
+        nn.init.zeros_(self.residual.weight)
+        nn.init.zeros_(self.residual.bias)
 
     def forward(self, image_half: torch.Tensor, disparity_half: torch.Tensor) -> torch.Tensor:
         """Both at half input resolution; disparity in input-resolution pixels."""

@@ -22,7 +22,7 @@ class StereoNet(nn.Module):
         self.cost_volume = GroupwiseCorrelation(config.groups, config.max_disparity // s)
         self.aggregation = CostAggregation(config.groups, config.aggregation_channels)
         self.regression = SoftArgminRegression(config.max_disparity // s, float(s))
-        self.refinement = DisparityRefinement(config.aggregation_channels, config.max_disparity) if config.refine else None
+        self.refinement = DisparityRefinement(config.aggregation_channels) if config.refine else None
 
     def forward(self, left: torch.Tensor, right: torch.Tensor) -> dict[str, torch.Tensor]:
         """left, right: normalised (N,3,H,W). Returns full-resolution `disparity` (px, N,1,H,W),
