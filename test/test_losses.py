@@ -118,3 +118,18 @@ def test_self_supervised_loss_trains_the_network():
     assert torch.isfinite(loss.detach()) and float(loss.detach()) > 0
     grad = net.features.stem[0][0].weight.grad
     assert grad is not None and float(grad.abs().sum()) > 0
+
+
+@pytest.mark.parametrize("index", [0, 1, 2])
+def test_scale_augmented_samples_keep_exact_ground_truth(index):
+    """render_scaled: the resized ground truth still maps the right image onto the left one."""
+    params = SceneParams(96, 128, 24.0, textureless_prob=0.0)
+    s = SyntheticStereo(params, seed=5, photometric=None, scale_range=(0.6, 1.6))[index]
+    assert s.left.shape == (96, 128, 3) and s.disparity_px.shape == (96, 128)
+    assert 0.0 <= s.disparity_px.min() and s.disparity_px.max() <= 24.0
+    left, right = (unnormalise(torch.from_numpy(normalise(im))) for im in (s.left, s.right))
+    visible = ~torch.from_numpy(s.occluded)
+    def error(disparity):
+        return (warp_right_to_left(right, disparity) - left).abs().mean(dim=1)[0][visible].mean().item()
+    exact = error(tensor(s.disparity_px))
+    assert exact < 0.03 and error(tensor(s.disparity_px) + 2.0) > 2 * exact

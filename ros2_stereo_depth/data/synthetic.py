@@ -10,7 +10,7 @@ Used by the demo's stereo source (`SyntheticSequence`) and by training (`Synthet
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -234,6 +234,33 @@ class Photometric:
         return np.clip(x * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
+def render_scaled(rng: np.random.Generator, params: SceneParams, scale: float) -> StereoSample:
+    """Scale-change augmentation: a scene rendered at 1/scale of the size (and disparity range),
+    resized by ~scale and cropped to the requested size, so scale > 1 zooms in (larger, blurrier
+    texture) and < 1 zooms out. Disparity is multiplied by the actual resize ratio; ground truth
+    and occlusion are resampled nearest-neighbour (no blending across depth edges)."""
+    h, w = params.height, params.width
+    small = replace(params, height=int(np.ceil(h / scale)) + 1, width=int(np.ceil(w / scale)) + 1,
+                    max_disparity_px=params.max_disparity_px / scale)
+    rendered = render(random_scene(rng, small), small.height, small.width, max_disparity_px=small.max_disparity_px)
+    size = (max(w, int(round(small.width * scale))), max(h, int(round(small.height * scale))))
+    ratio = np.float32(size[0] / small.width)
+    y = int(rng.integers(0, size[1] - h + 1))
+    x = int(rng.integers(0, size[0] - w + 1))
+    crop = (slice(y, y + h), slice(x, x + w))
+    image_mode = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
+
+    def resize(image: np.ndarray, mode: int) -> np.ndarray:
+        return np.ascontiguousarray(cv2.resize(image, size, interpolation=mode)[crop])
+
+    def disparity(d: np.ndarray) -> np.ndarray:
+        return np.minimum(resize(d, cv2.INTER_NEAREST) * ratio, np.float32(params.max_disparity_px))
+
+    return StereoSample(resize(rendered.left, image_mode), resize(rendered.right, image_mode),
+                        disparity(rendered.disparity_px), disparity(rendered.disparity_right_px),
+                        resize(rendered.occluded.astype(np.uint8), cv2.INTER_NEAREST) > 0)
+
+
 @dataclass
 class SyntheticStereo:
     """Deterministic random-access training set: sample i is the same for a given seed."""
@@ -241,6 +268,9 @@ class SyntheticStereo:
     seed: int = 0
     length: int = 1_000_000
     photometric: Photometric | None = field(default_factory=Photometric)
+    # Scale-change augmentation (render_scaled), factor drawn uniformly from this range; None (the
+    # default) leaves the samples exactly as without it.
+    scale_range: tuple[float, float] | None = None
 
     def __len__(self) -> int:
         return self.length
@@ -248,7 +278,10 @@ class SyntheticStereo:
     def __getitem__(self, index: int) -> StereoSample:
         rng = np.random.default_rng([self.seed, index])
         p = self.params
-        sample = render(random_scene(rng, p), p.height, p.width, max_disparity_px=p.max_disparity_px)
+        if self.scale_range is None:
+            sample = render(random_scene(rng, p), p.height, p.width, max_disparity_px=p.max_disparity_px)
+        else:
+            sample = render_scaled(rng, p, float(rng.uniform(*self.scale_range)))
         if self.photometric is not None:
             sample.left = self.photometric.apply(rng, sample.left)
             sample.right = self.photometric.apply(rng, sample.right, right=True)
