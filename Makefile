@@ -10,7 +10,7 @@ ALOE := /usr/share/doc/opencv-doc/examples/data/aloeGT.png
 ROS_ENV := AMENT_PREFIX_PATH=$(abspath $(VENV)) RMW_IMPLEMENTATION=rmw_fastrtps_cpp \
            ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST PYTHONUNBUFFERED=1
 
-.PHONY: venv demo test check aloe clean
+.PHONY: venv demo test aloe clean
 
 venv: $(STAMP)
 

@@ -1,0 +1,57 @@
+"""The package builds with `colcon build` as in a ROS 2 workspace and installs what `ros2 launch` needs."""
+import ast
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+COLCON = Path(sys.executable).with_name("colcon")
+
+
+@pytest.fixture(scope="module")
+def install_dir(tmp_path_factory) -> Path:
+    if not COLCON.exists():
+        pytest.skip("colcon is not installed in this environment (make venv installs it)")
+    ws = tmp_path_factory.mktemp("ws")
+    src = ws / "src" / "ros2_stereo_depth"
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, check=True,
+                           capture_output=True, text=True).stdout.split()
+    for name in files:
+        if (REPO / name).is_file():
+            (src / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, src / name)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COLCON")}
+    result = subprocess.run([str(COLCON), "build", "--packages-select", "ros2_stereo_depth"], cwd=ws, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    return ws / "install" / "ros2_stereo_depth"
+
+
+def test_executables_are_where_ros2_run_looks(install_dir):
+    for name in ("stereo_depth_node", "stereo_source", "stereo-depth"):
+        exe = install_dir / "lib" / "ros2_stereo_depth" / name
+        assert exe.is_file() and os.access(exe, os.X_OK), exe
+
+
+def test_launch_config_and_index_are_installed(install_dir):
+    share = install_dir / "share" / "ros2_stereo_depth"
+    assert (share / "package.xml").is_file()
+    assert (share / "config" / "stereo_depth.yaml").read_text() == (REPO / "config" / "stereo_depth.yaml").read_text()
+    launch = share / "launch" / "stereo_depth.launch.py"
+    tree = ast.parse(launch.read_text())
+    names = {node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+             for node in ast.walk(tree) if isinstance(node, ast.Call)}
+    assert {"Node", "DeclareLaunchArgument", "LaunchDescription"} <= names
+    assert (install_dir / "share" / "ament_index" / "resource_index" / "packages" / "ros2_stereo_depth").is_file()
+
+
+def test_shipped_weights_are_installed_with_the_module(install_dir):
+    site = next((install_dir / "lib").glob("python3*/site-packages/ros2_stereo_depth"))
+    shipped = sorted(p.name for p in (REPO / "ros2_stereo_depth" / "weights").glob("*.safetensors"))
+    installed = sorted(p.name for p in (site / "weights").glob("*.safetensors"))
+    assert installed == shipped
+    assert (site / "inference" / "tensorrt_onnx_ops.txt").is_file()
