@@ -12,6 +12,7 @@ COMMANDS = {
     "build-engine": ("build_engine", "export, check and build a TensorRT engine with a JSON sidecar"),
     "train": ("train", "train the network on synthetic data or a dataset (supervised or self-supervised)"),
     "evaluate": ("evaluate", "score the network and OpenCV StereoSGBM against ground truth (EPE, bad-N, D1)"),
+    "bench": ("bench", "time the inference backends against OpenCV SGBM on the same pair"),
     "demo": ("demo", "run the node on the built-in synthetic stereo sequence and write demo_output/"),
 }
 
