@@ -169,3 +169,32 @@ def test_main_runs_with_params_file(tmp_path):
             log, _ = proc.communicate()
     assert proc.returncode == 0, log
     assert "backend onnxruntime on cpu, input 256x192" in log, log
+
+
+def test_launch_file_and_params_file():
+    """launch_ros is not installable here: check the launch file's structure statically, and that every
+    parameter in the shipped params file is one the node declares, with the declared type."""
+    import ast
+
+    import yaml
+
+    from ros2_stereo_depth.ros.node import PARAMETERS
+
+    source = (ROOT / "launch" / "stereo_depth.launch.py").read_text()
+    tree = ast.parse(source)
+    calls = {node.func.id: node for node in ast.walk(tree) if isinstance(node, ast.Call)
+             and isinstance(node.func, ast.Name)}
+    keywords = {k.arg: k.value for k in calls["Node"].keywords}
+    assert ast.literal_eval(keywords["package"]) == "ros2_stereo_depth"
+    assert ast.literal_eval(keywords["executable"]) == "stereo_depth_node"  # a console_scripts entry in setup.py
+    assert {"namespace", "parameters", "remappings"} <= set(keywords)
+    assert "generate_launch_description" in {f.name for f in tree.body if isinstance(f, ast.FunctionDef)}
+    declared = {ast.literal_eval(c.args[0]) for c in ast.walk(tree) if isinstance(c, ast.Call)
+                and getattr(c.func, "id", "") == "DeclareLaunchArgument" and c.args
+                and isinstance(c.args[0], ast.Constant)}
+    assert {"namespace", "params_file"} <= declared
+    params = yaml.safe_load((ROOT / "config" / "stereo_depth.yaml").read_text())["/**"]["ros__parameters"]
+    assert set(params) == set(PARAMETERS)
+    for name, value in params.items():
+        assert type(value) is type(PARAMETERS[name].default), f"{name}: {value!r} has the wrong type"
+        assert value == PARAMETERS[name].default, f"{name}: params file and node defaults differ"

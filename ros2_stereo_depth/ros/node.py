@@ -198,6 +198,7 @@ class StereoDepthNode(Node):
             self.get_logger().warning("no trained weights: the published disparity is meaningless")
 
         self.stats = {"sets": 0, "processed": 0, "rejected": 0, "dropped_busy": 0, "failed": 0}
+        self.process_seconds = 0.0  # inference + conversions + publishing, summed over processed frames
         self._last_error: dict[tuple[str, str], float] = {}
         queue_size = get("queue_size")
         reliability = (ReliabilityPolicy.RELIABLE if get("qos_reliability") == "reliable"
@@ -272,7 +273,9 @@ class StereoDepthNode(Node):
                     return
                 frame, self._pending = self._pending, None
             try:
+                start = time.monotonic()
                 self._process(frame)
+                self.process_seconds += time.monotonic() - start
                 self.stats["processed"] += 1
             except Exception as error:  # noqa: BLE001 - the node must survive one bad frame
                 self.stats["failed"] += 1
@@ -300,6 +303,13 @@ class StereoDepthNode(Node):
             self._stop = True
             self._cond.notify()
         self._worker.join(timeout=30.0)
+        s = self.stats
+        mean_ms = self.process_seconds / s["processed"] * 1e3 if s["processed"] else 0.0
+        self.get_logger().info(
+            f"{s['sets']} synchronised sets: {s['processed']} processed ({mean_ms:.0f} ms each), {s['rejected']} "
+            f"rejected as invalid, {s['dropped_busy']} dropped while busy, {s['failed']} failed; "
+            f"{self.sync.dropped} incomplete sets dropped by the synchroniser; messages received per topic "
+            f"{dict(zip(TOPICS, self.sync.received))}")
         super().destroy_node()
 
 

@@ -62,6 +62,10 @@ class StereoSource(Node):
         self.frame_id = declare("frame_id", "stereo_left_optical_frame", "left camera frame id")
         self.right_frame_id = declare("right_frame_id", "stereo_right_optical_frame", "right camera frame id")
         self.publish_gt = declare("publish_ground_truth", True, "publish ground_truth/disparity")
+        # Volatile topics: frames published before a subscriber is discovered are lost to it. A consumer
+        # that must see every frame (the demo) sets this to its number of left/image_rect subscribers.
+        self.wait_for_subscribers = declare("wait_for_subscribers", 0, "publish nothing until each camera topic "
+                                            "(images and camera infos) has this many subscribers", 0, 1000)
         reliable = declare("qos_reliability", "reliable", "publisher reliability: reliable|best_effort")
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5,
                          reliability=ReliabilityPolicy.BEST_EFFORT if reliable == "best_effort"
@@ -81,6 +85,9 @@ class StereoSource(Node):
     def tick(self) -> None:
         if self.frames and self.index >= self.frames:
             self.timer.cancel()
+            return
+        cameras = (self.pub_left, self.pub_right, self.pub_left_info, self.pub_right_info)
+        if self.index == 0 and min(p.get_subscription_count() for p in cameras) < self.wait_for_subscribers:
             return
         sample = self.sequence.frame(self.index)
         stamp = self.get_clock().now().to_msg()

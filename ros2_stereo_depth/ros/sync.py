@@ -27,6 +27,7 @@ class ExactTimeSync:
         self.callback = callback
         self.pending: OrderedDict[int, list[Any]] = OrderedDict()  # stamp -> one slot per topic
         self.dropped = 0  # incomplete sets given up (stale or queue overflow)
+        self.received = [0] * len(self.topics)  # messages per topic
         self.duplicates = 0  # a topic sent the same stamp twice: the later message replaces the earlier
         self.lock = threading.Lock()  # callbacks may come from a multi-threaded executor
 
@@ -34,6 +35,7 @@ class ExactTimeSync:
         key = stamp_key(msg)
         complete = None
         with self.lock:
+            self.received[index] += 1
             slots = self.pending.get(key)
             if slots is None:
                 slots = self.pending[key] = [None] * len(self.topics)
