@@ -268,7 +268,8 @@ def run(args: argparse.Namespace) -> int:
         left_msg, pred_msg, truth_msg = last
         left, pred, truth = image_to_rgb(left_msg), image_to_array(pred_msg.image), image_to_array(truth_msg.image)
         top = max(float(truth.max()), 1.0)  # one colour scale for prediction and truth
-        panel = np.concatenate([_label(left, "left"), _label(colourise_disparity(pred, top), "prediction"),
+        panel = np.concatenate([_label(left, "left"), _label(colourise_disparity(pred, top),
+                                                                "prediction" + ("" if trained else " (RANDOM weights)")),
                                 _label(colourise_disparity(truth, top), "ground truth")], axis=1)
         write_rgb(out / "demo.png", panel)
         summary["png"] = str(out / "demo.png")
