@@ -47,7 +47,8 @@ class StereoCamera:
 
     def depth_from_disparity(self, disparity_px: np.ndarray, min_disparity_px: float = 0.0) -> np.ndarray:
         """Depth in metres; NaN where the disparity is not above min_disparity_px (or not finite)."""
-        d = np.asarray(disparity_px, dtype=np.float32) - np.float32(self.delta_cx_px)
+        # x_l - x_r = f*B/z + cx_l - cx_r, so the principal-point offset cx_r - cx_l is added back.
+        d = np.asarray(disparity_px, dtype=np.float32) + np.float32(self.delta_cx_px)
         valid = np.isfinite(d) & (d > max(min_disparity_px, 0.0))
         depth = np.full(d.shape, np.nan, dtype=np.float32)
         depth[valid] = np.float32(self.fx_px * self.baseline_m) / d[valid]

@@ -56,9 +56,6 @@ def test_scaled_keeps_the_3d_point():
     np.testing.assert_allclose(p_half, p_full, rtol=1e-5)
 
 
-@pytest.mark.xfail(strict=True, reason="geometry.py subtracts delta_cx (cx_right - cx_left) from the disparity; "
-                   "the pinhole model needs it added (z = f*B / (xl - xr - (cx_left - cx_right))). "
-                   "The node avoids this path by publishing corrected disparity and projecting with delta_cx=0.")
 def test_principal_point_offset():
     # True point X=0, Z=2 m, f=400, B=0.1: xl = 320, xr = 400*(0-0.1)/2 + 330 = 310, raw disparity 10.
     camera = StereoCamera.from_projection(*projections(400.0, 400.0, 320.0, 240.0, 0.1, cx_right=330.0), 640, 480)
