@@ -36,7 +36,6 @@ import cv2
 import numpy as np
 import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
@@ -46,6 +45,7 @@ from stereo_msgs.msg import DisparityImage
 from ..geometry import StereoCamera
 from ..inference.base import StereoBackend
 from ..inference.select import BACKENDS, BackendRequest, create_backend
+from .spin import run_node
 from .conversions import ImageError, array_to_image, build_disparity_image, build_point_cloud, image_to_rgb
 from .sync import ExactTimeSync
 
@@ -314,22 +314,7 @@ class StereoDepthNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = StereoDepthNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except (ValueError, FileNotFoundError, RuntimeError) as error:
-        # Configuration problems (bad parameter, missing weights/engine): one clear line, exit 2.
-        print(f"stereo_depth_node: error: {error}", file=sys.stderr)
-        return 2
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(StereoDepthNode, "stereo_depth_node", args)
 
 
 if __name__ == "__main__":

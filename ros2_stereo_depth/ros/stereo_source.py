@@ -13,7 +13,6 @@ import sys
 import numpy as np
 import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
@@ -21,6 +20,7 @@ from std_msgs.msg import Header
 from stereo_msgs.msg import DisparityImage
 
 from ..data.synthetic import SceneParams, SyntheticSequence
+from .spin import run_node
 from .conversions import array_to_image, build_disparity_image
 
 
@@ -107,18 +107,7 @@ class StereoSource(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = StereoSource()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(StereoSource, "stereo_source", args)
 
 
 if __name__ == "__main__":

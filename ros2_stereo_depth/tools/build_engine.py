@@ -16,7 +16,7 @@ from ..inference.tensorrt_backend import (PRECISIONS, BuildResult, EngineSpec, T
                                           tensorrt_unavailable_reason, trtexec_command)
 from ..inference.tensorrt_onnx_check import validate_graph
 from ..weights import LoadedModel, load_model
-from .export import export_onnx
+from .export import add_model_arguments, export_onnx
 
 
 def onnx_precision(precision: str, strongly_typed: bool) -> str:
@@ -56,11 +56,7 @@ def build(model: LoadedModel, spec: EngineSpec, engine_path: str | Path, strongl
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--weights", help="safetensors weights (default: the shipped weights of --config)")
-    parser.add_argument("--config", default="fast", help="network config: tiny, fast, accurate")
-    parser.add_argument("--height", type=int, help="input height (default: the config's)")
-    parser.add_argument("--width", type=int, help="input width (default: the config's)")
-    parser.add_argument("--max-disparity", type=int, help="disparities searched, at input resolution")
+    add_model_arguments(parser)
     parser.add_argument("--precision", choices=PRECISIONS, default="fp16")
     parser.add_argument("--dla-core", type=int, help="build for this DLA core (Jetson) with GPU fallback")
     parser.add_argument("--workspace-mib", type=int, default=4096, help="builder workspace limit")

@@ -102,12 +102,17 @@ def _simplify(graph: onnx.ModelProto) -> onnx.ModelProto:
     return simplified
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """Which network, at which static input size: shared by export and build-engine."""
     parser.add_argument("--weights", help="safetensors weights (default: the shipped weights of --config)")
     parser.add_argument("--config", default="fast", help="network config: tiny, fast, accurate")
     parser.add_argument("--height", type=int, help="input height (default: the config's)")
     parser.add_argument("--width", type=int, help="input width (default: the config's)")
     parser.add_argument("--max-disparity", type=int, help="disparities searched, at input resolution")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_model_arguments(parser)
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
                         help="fp16: fp16 feature/cost-volume/3D stages, fp32 I/O, regression and refinement")
     parser.add_argument("--output", required=True, help="output .onnx path")
