@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+import cv2
 import numpy as np
 
 # ImageNet statistics on RGB in [0, 1]; recorded in every export sidecar.
@@ -35,3 +36,21 @@ class StereoBackend(Protocol):
     def infer(self, left_rgb: np.ndarray, right_rgb: np.ndarray) -> StereoResult:
         """(H,W,3) uint8 RGB at exactly (height, width) -> disparity and confidence."""
         ...
+
+
+def infer_at_image_size(backend: StereoBackend, left_rgb: np.ndarray, right_rgb: np.ndarray) -> StereoResult:
+    """Any-size pair -> disparity (px of these images) and confidence at their size.
+
+    The images are resized to the network input (INTER_AREA when shrinking: no aliasing) and the
+    result back; disparity is a horizontal length, so it also scales by the width ratio."""
+    h, w = left_rgb.shape[:2]
+    if right_rgb.shape != left_rgb.shape:
+        raise ValueError(f"left image is {w}x{h}, right is {right_rgb.shape[1]}x{right_rgb.shape[0]}")
+    size = (backend.width, backend.height)
+    if (w, h) == size:
+        return backend.infer(left_rgb, right_rgb)
+    interp = cv2.INTER_AREA if w > backend.width else cv2.INTER_LINEAR
+    result = backend.infer(cv2.resize(left_rgb, size, interpolation=interp),
+                           cv2.resize(right_rgb, size, interpolation=interp))
+    disparity = cv2.resize(result.disparity_px, (w, h), interpolation=cv2.INTER_LINEAR) * np.float32(w / backend.width)
+    return StereoResult(disparity, cv2.resize(result.confidence, (w, h), interpolation=cv2.INTER_LINEAR))

@@ -32,7 +32,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import cv2
 import numpy as np
 import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
@@ -43,7 +42,7 @@ from std_msgs.msg import Header
 from stereo_msgs.msg import DisparityImage
 
 from ..geometry import StereoCamera
-from ..inference.base import StereoBackend
+from ..inference.base import StereoBackend, infer_at_image_size
 from ..inference.select import BACKENDS, BackendRequest, create_backend
 from .spin import run_node
 from .conversions import ImageError, array_to_image, build_disparity_image, build_point_cloud, image_to_rgb
@@ -74,6 +73,10 @@ PARAMETERS: dict[str, Param] = {
     "config": Param("fast", "network config name: tiny, fast or accurate"),
     "weights": Param("", "safetensors weights file; empty: the weights shipped for `config`"),
     "engine_path": Param("", "TensorRT engine; empty: engines/<config>_<W>x<H>_d<D>_<precision>.engine"),
+    "build_engine_if_missing": Param(False, "with TensorRT present: build a missing or stale engine at "
+                                     "engine_path once (minutes) and cache it"),
+    "dla_core": Param(-1, "Jetson DLA core the engine is built for; -1: GPU only", int_range=(-1, 7)),
+    "cuda_graphs": Param(False, "tensorrt / torch on CUDA: replay a captured CUDA graph after the first frame"),
     "onnx_path": Param("", "ONNX model for onnxruntime; empty: exported into a temporary directory at start-up"),
     "precision": Param("fp16", "TensorRT engine / CUDA torch precision: fp32, fp16 or int8",
                        choices=("fp32", "fp16", "int8")),
@@ -156,19 +159,8 @@ def check_inputs(msgs: list[Any], topics: list[str]) -> tuple[np.ndarray, np.nda
 def compute_disparity(backend: StereoBackend, left_rgb: np.ndarray, right_rgb: np.ndarray,
                       delta_cx_px: float, min_disparity: float, min_confidence: float) -> np.ndarray:
     """Network disparity at the camera resolution in DisparityImage convention; invalid = min_disparity - 1."""
-    h, w = left_rgb.shape[:2]
-    size = (backend.width, backend.height)
-    if (w, h) != size:
-        # INTER_AREA averages when shrinking (no aliasing); the network sees what infer.run_pair feeds it.
-        interp = cv2.INTER_AREA if w > backend.width else cv2.INTER_LINEAR
-        left_rgb = cv2.resize(left_rgb, size, interpolation=interp)
-        right_rgb = cv2.resize(right_rgb, size, interpolation=interp)
-    result = backend.infer(left_rgb, right_rgb)
+    result = infer_at_image_size(backend, left_rgb, right_rgb)
     disparity, confidence = result.disparity_px, result.confidence
-    if (w, h) != size:
-        # Disparity is a horizontal length in pixels: it scales with the width ratio.
-        disparity = cv2.resize(disparity, (w, h), interpolation=cv2.INTER_LINEAR) * np.float32(w / backend.width)
-        confidence = cv2.resize(confidence, (w, h), interpolation=cv2.INTER_LINEAR)
     # stereo_image_proc publishes x_left - x_right corrected for the principal points, so z = f*t/d.
     disparity = disparity.astype(np.float32) + np.float32(delta_cx_px)
     invalid = ~np.isfinite(disparity) | (disparity <= min_disparity) | (confidence < min_confidence)
@@ -189,7 +181,9 @@ class StereoDepthNode(Node):
         request = BackendRequest(backend=get("backend"), config=get("config"), weights=get("weights"),
                                  height=get("input_height"), width=get("input_width"),
                                  max_disparity=get("max_disparity"), engine_path=get("engine_path"),
-                                 onnx_path=get("onnx_path"), threads=get("threads"), precision=get("precision"))
+                                 onnx_path=get("onnx_path"), threads=get("threads"), precision=get("precision"),
+                                 build_engine_if_missing=get("build_engine_if_missing"),
+                                 dla_core=get("dla_core"), cuda_graphs=get("cuda_graphs"))
         self.selected = create_backend(request)
         self.backend = self.selected.backend
         self.network_max_disparity = self.backend.max_disparity or self.selected.model.config.max_disparity

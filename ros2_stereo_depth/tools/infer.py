@@ -3,25 +3,12 @@ from __future__ import annotations
 
 import argparse
 
-import cv2
 import numpy as np
 
 from ..fileio import read_rgb, write_disparity, write_ply
 from ..geometry import StereoCamera
-from ..inference.base import StereoBackend
+from ..inference.base import infer_at_image_size
 from ..inference.select import BACKENDS, BackendRequest, create_backend
-
-
-def run_pair(backend: StereoBackend, left_rgb: np.ndarray, right_rgb: np.ndarray) -> np.ndarray:
-    """Resize to the network input, infer, resize back; disparity in pixels of the original images."""
-    h, w = left_rgb.shape[:2]
-    if right_rgb.shape != left_rgb.shape:
-        raise ValueError(f"left image is {left_rgb.shape[1]}x{h}, right is {right_rgb.shape[1]}x{right_rgb.shape[0]}")
-    size = (backend.width, backend.height)
-    result = backend.infer(cv2.resize(left_rgb, size, interpolation=cv2.INTER_AREA),
-                           cv2.resize(right_rgb, size, interpolation=cv2.INTER_AREA))
-    disparity = cv2.resize(result.disparity_px, (w, h), interpolation=cv2.INTER_LINEAR)
-    return disparity * np.float32(w / backend.width)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     print(selected.describe())
     backend = selected.backend
     left, right = read_rgb(args.left), read_rgb(args.right)
-    disparity = run_pair(backend, left, right)
+    disparity = infer_at_image_size(backend, left, right).disparity_px
     write_disparity(args.out, disparity)
     print(f"wrote {args.out}: disparity {np.nanmin(disparity):.2f}..{np.nanmax(disparity):.2f} px")
     if args.ply:
