@@ -53,5 +53,7 @@ def test_shipped_weights_are_installed_with_the_module(install_dir):
     site = next((install_dir / "lib").glob("python3*/site-packages/ros2_stereo_depth"))
     shipped = sorted(p.name for p in (REPO / "ros2_stereo_depth" / "weights").glob("*.safetensors"))
     installed = sorted(p.name for p in (site / "weights").glob("*.safetensors"))
+    assert shipped == ["fast.safetensors", "tiny.safetensors"]  # the node, infer, export and demo default to them
     assert installed == shipped
+    assert sorted(p.name for p in (site / "weights").glob("*.json")) == ["fast.json", "tiny.json"]
     assert (site / "inference" / "tensorrt_onnx_ops.txt").is_file()

@@ -51,7 +51,7 @@ def bench(args: argparse.Namespace) -> dict[str, object]:
         try:
             selected = create_backend(request)
         except (RuntimeError, ValueError, FileNotFoundError) as error:
-            rows.append({"method": name, "skipped": str(error).splitlines()[0]})
+            rows.append({"method": name, "skipped": str(error)})
             continue
         backend = selected.backend
         stats = time_call(lambda: backend.infer(left, right), args.repeats, args.warmup)
@@ -67,7 +67,8 @@ def markdown(report: dict[str, object]) -> str:
              "| method | device | mean ms | p95 ms | fps | time vs SGBM | peak RSS MiB |", "|---|---|---|---|---|---|---|"]
     for row in report["rows"]:  # type: ignore[attr-defined]
         if "skipped" in row:
-            lines.append(f"| {row['method']} | skipped: {row['skipped']} | | | | | |")
+            reason = " ".join(str(row["skipped"]).split()).replace("|", "/")  # one table cell
+            lines.append(f"| {row['method']} | skipped: {reason} | | | | | |")
             continue
         ratio = f"{row['x_sgbm_time']:.1f}x" if "x_sgbm_time" in row else "1x"
         rss = f"{row['peak_rss_mib']:.0f}" if "peak_rss_mib" in row else ""
