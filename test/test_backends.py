@@ -72,9 +72,16 @@ def test_explicit_tensorrt_without_tensorrt_fails_with_the_command(tmp_path: Pat
     assert not engine.exists()
 
 
-def test_default_engine_path() -> None:
-    assert default_engine_path("fast", 640, 480, 192, "fp16") == Path("engines/fast_640x480_d192_fp16.engine")
-    assert default_engine_path("fast", 640, 480, 192, "int8", 0).name == "fast_640x480_d192_int8_dla0.engine"
+def test_default_engine_path(monkeypatch, tmp_path) -> None:
+    # Not relative to the working directory: `ros2 launch` starts the node wherever the user is.
+    monkeypatch.delenv("STEREO_DEPTH_ENGINE_DIR", raising=False)
+    monkeypatch.setenv("ROS_HOME", str(tmp_path / "roshome"))
+    assert default_engine_path("fast", 640, 480, 192, "fp16") == tmp_path / "roshome/stereo_depth/engines/fast_640x480_d192_fp16.engine"
+    monkeypatch.delenv("ROS_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert default_engine_path("fast", 640, 480, 192, "int8", 0) == tmp_path / ".ros/stereo_depth/engines/fast_640x480_d192_int8_dla0.engine"
+    monkeypatch.setenv("STEREO_DEPTH_ENGINE_DIR", str(tmp_path / "mine"))
+    assert default_engine_path("tiny", 256, 192, 64, "fp32") == tmp_path / "mine/tiny_256x192_d64_fp32.engine"
 
 
 def test_unknown_backend() -> None:

@@ -5,6 +5,7 @@ build_engine_if_missing builds one); else ONNX Runtime (CUDA provider if present
 """
 from __future__ import annotations
 
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ class BackendRequest:
     height: int = 0  # 0: the config's input size
     width: int = 0
     max_disparity: int = 0  # 0: the config's
-    engine_path: str = ""  # empty: default_engine_path(...) under engines/
+    engine_path: str = ""  # empty: default_engine_path(...)
     onnx_path: str = ""  # empty: exported on start-up into a temporary file
     threads: int = 0  # CPU threads (0: library default)
     precision: str = "fp16"  # engine precision fp32|fp16|int8; torch on CUDA: fp16 autocast unless fp32
@@ -44,10 +45,22 @@ class SelectedBackend:
                 f"{describe(self.model)}; {self.reason}")
 
 
+ENGINE_DIR_ENV = "STEREO_DEPTH_ENGINE_DIR"
+
+
+def default_engine_dir() -> Path:
+    """$STEREO_DEPTH_ENGINE_DIR, else $ROS_HOME/stereo_depth/engines (ROS_HOME defaults to ~/.ros): a fixed
+    place, because `ros2 launch` starts the node in whatever directory the user happens to be in."""
+    explicit = os.environ.get(ENGINE_DIR_ENV)
+    if explicit:
+        return Path(explicit).expanduser()
+    return Path(os.environ.get("ROS_HOME") or "~/.ros").expanduser() / "stereo_depth" / "engines"
+
+
 def default_engine_path(config: str, width: int, height: int, max_disparity: int, precision: str,
                         dla_core: int | None = None) -> Path:
     dla = f"_dla{dla_core}" if dla_core is not None else ""
-    return Path("engines") / f"{config}_{width}x{height}_d{max_disparity}_{precision}{dla}.engine"
+    return default_engine_dir() / f"{config}_{width}x{height}_d{max_disparity}_{precision}{dla}.engine"
 
 
 def create_backend(request: BackendRequest) -> SelectedBackend:

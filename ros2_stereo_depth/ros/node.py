@@ -72,7 +72,7 @@ PARAMETERS: dict[str, Param] = {
                      "tensorrt, onnxruntime or torch", choices=BACKENDS),
     "config": Param("fast", "network config name: tiny, fast or accurate"),
     "weights": Param("", "safetensors weights file; empty: the weights shipped for `config`"),
-    "engine_path": Param("", "TensorRT engine; empty: engines/<config>_<W>x<H>_d<D>_<precision>.engine"),
+    "engine_path": Param("", "TensorRT engine; empty: $ROS_HOME/stereo_depth/engines/<config>_<W>x<H>_d<D>_<precision>.engine"),
     "build_engine_if_missing": Param(False, "with TensorRT present: build a missing or stale engine at "
                                      "engine_path once (minutes) and cache it"),
     "dla_core": Param(-1, "Jetson DLA core the engine is built for; -1: GPU only", int_range=(-1, 7)),

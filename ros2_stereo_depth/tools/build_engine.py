@@ -14,6 +14,7 @@ from pathlib import Path
 from ..inference.tensorrt_backend import (PRECISIONS, BuildResult, EngineSpec, TensorRTError, build_engine,
                                           fp32_layer_names, rebuild_command, strongly_typed_only,
                                           tensorrt_unavailable_reason, trtexec_command)
+from ..inference.select import default_engine_path
 from ..inference.tensorrt_onnx_check import validate_graph
 from ..weights import LoadedModel, load_model
 from .export import add_model_arguments, export_onnx
@@ -63,7 +64,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timing-cache", help="timing cache file (read if present, written after the build)")
     parser.add_argument("--strongly-typed", action="store_true",
                         help="build a strongly typed network from an fp16 ONNX graph (always so on TensorRT 11)")
-    parser.add_argument("--output", required=True, help="engine path, e.g. engines/fast_640x480_fp16.engine")
+    parser.add_argument("--output", help="engine path (default: where the node looks for it, "
+                        "$ROS_HOME/stereo_depth/engines/<config>_<W>x<H>_d<D>_<precision>[_dla<N>].engine)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,7 +76,9 @@ def run(args: argparse.Namespace) -> int:
                       weights_sha256=model.weights_sha256, dla_core=args.dla_core, workspace_mib=args.workspace_mib,
                       timing_cache=args.timing_cache or "")
     config.check_size(spec.height, spec.width)
-    result = build(model, spec, args.output, True if args.strongly_typed else None)
+    output = args.output or default_engine_path(spec.config, spec.width, spec.height, spec.max_disparity,
+                                                spec.precision, spec.dla_core)
+    result = build(model, spec, output, True if args.strongly_typed else None)
     meta = result.sidecar
     print(f"wrote {result.engine_path} ({result.engine_path.stat().st_size / 1e6:.1f} MB, sha256 "
           f"{meta['engine_sha256'][:12]}) for TensorRT {meta['tensorrt_version']} on {meta['gpu_name']} "

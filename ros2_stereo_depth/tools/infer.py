@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-disparity", type=int)
     parser.add_argument("--backend", choices=BACKENDS, default="torch",
                         help="auto prefers a valid TensorRT engine, then ONNX Runtime")
-    parser.add_argument("--engine", default="", help="TensorRT engine (default: engines/<config>_<W>x<H>_d<D>_<precision>.engine)")
+    parser.add_argument("--engine", default="", help="TensorRT engine (default: $ROS_HOME/stereo_depth/engines/<config>_<W>x<H>_d<D>_<precision>.engine)")
     parser.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16",
                         help="engine precision; torch on CUDA: fp16 autocast unless fp32")
     parser.add_argument("--ply", help="also write a PLY point cloud (needs --fx and --baseline)")
