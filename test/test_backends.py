@@ -10,7 +10,7 @@ import torch
 from ros2_stereo_depth.data.synthetic import SceneParams, SyntheticStereo
 from ros2_stereo_depth.inference.base import normalise
 from ros2_stereo_depth.inference.select import BackendRequest, create_backend, default_engine_path
-from ros2_stereo_depth.inference.tensorrt_backend import tensorrt_unavailable_reason
+from ros2_stereo_depth.inference.tensorrt_backend import EngineSpec, tensorrt_unavailable_reason
 from ros2_stereo_depth.inference.torch_backend import GpuNormaliser
 
 torch.set_num_threads(2)
@@ -76,12 +76,12 @@ def test_default_engine_path(monkeypatch, tmp_path) -> None:
     # Not relative to the working directory: `ros2 launch` starts the node wherever the user is.
     monkeypatch.delenv("STEREO_DEPTH_ENGINE_DIR", raising=False)
     monkeypatch.setenv("ROS_HOME", str(tmp_path / "roshome"))
-    assert default_engine_path("fast", 640, 480, 192, "fp16") == tmp_path / "roshome/stereo_depth/engines/fast_640x480_d192_fp16.engine"
+    assert default_engine_path(EngineSpec("fast", 480, 640, 192, "fp16")) == tmp_path / "roshome/stereo_depth/engines/fast_640x480_d192_fp16.engine"
     monkeypatch.delenv("ROS_HOME")
     monkeypatch.setenv("HOME", str(tmp_path))
-    assert default_engine_path("fast", 640, 480, 192, "int8", 0) == tmp_path / ".ros/stereo_depth/engines/fast_640x480_d192_int8_dla0.engine"
+    assert default_engine_path(EngineSpec("fast", 480, 640, 192, "int8", dla_core=0)) == tmp_path / ".ros/stereo_depth/engines/fast_640x480_d192_int8_dla0.engine"
     monkeypatch.setenv("STEREO_DEPTH_ENGINE_DIR", str(tmp_path / "mine"))
-    assert default_engine_path("tiny", 256, 192, 64, "fp32") == tmp_path / "mine/tiny_256x192_d64_fp32.engine"
+    assert default_engine_path(EngineSpec("tiny", 192, 256, 64, "fp32")) == tmp_path / "mine/tiny_256x192_d64_fp32.engine"
 
 
 def test_unknown_backend() -> None:

@@ -120,9 +120,10 @@ def test_accuracy_with_shipped_weights(harness, first_frame):
     keep = ~sample.occluded & (d > 0)
     error = np.abs(d[keep] - sample.disparity_px[keep])
     median, bad2 = float(np.median(error)), float((error > 2.0).mean() * 100)
-    # This frame is hard on purpose: a periodic stripe background and a textureless ellipse, where
+    # This frame is hard: a periodic stripe background and a textureless ellipse, where
     # any matcher is ambiguous. Measured with the shipped tiny weights: median 0.76 px, bad-2 29.8 %
-    # (random weights: median 33 px, bad-2 100 %); the bounds leave a margin for thread-count rounding only.
+    # (random weights: median 33 px, bad-2 100 %); the bounds leave room for
+    # other thread counts and CPU kernels, and still fail an untrained network.
     assert median < 1.2 and bad2 < 35.0, f"median error {median:.2f} px, bad-2 {bad2:.1f} % on non-occluded pixels"
 
 

@@ -9,9 +9,13 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..weights import LoadedModel, describe, load_model
 from .base import StereoBackend
+
+if TYPE_CHECKING:
+    from .tensorrt_backend import EngineSpec
 
 BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
 
@@ -57,10 +61,10 @@ def default_engine_dir() -> Path:
     return Path(os.environ.get("ROS_HOME") or "~/.ros").expanduser() / "stereo_depth" / "engines"
 
 
-def default_engine_path(config: str, width: int, height: int, max_disparity: int, precision: str,
-                        dla_core: int | None = None) -> Path:
-    dla = f"_dla{dla_core}" if dla_core is not None else ""
-    return default_engine_dir() / f"{config}_{width}x{height}_d{max_disparity}_{precision}{dla}.engine"
+def default_engine_path(spec: EngineSpec) -> Path:
+    dla = f"_dla{spec.dla_core}" if spec.dla_core is not None else ""
+    name = f"{spec.config}_{spec.width}x{spec.height}_d{spec.max_disparity}_{spec.precision}{dla}.engine"
+    return default_engine_dir() / name
 
 
 def create_backend(request: BackendRequest) -> SelectedBackend:
@@ -104,8 +108,7 @@ def _try_tensorrt(request: BackendRequest, model: LoadedModel, height: int,
     spec = EngineSpec(config=model.config.name, height=height, width=width, max_disparity=model.config.max_disparity,
                       precision=precision, weights=request.weights, weights_sha256=model.weights_sha256,
                       dla_core=dla_core)
-    engine_path = Path(request.engine_path) if request.engine_path else default_engine_path(
-        spec.config, width, height, spec.max_disparity, precision, dla_core)
+    engine_path = Path(request.engine_path) if request.engine_path else default_engine_path(spec)
     command = rebuild_command(spec, engine_path)
     unavailable = tensorrt_unavailable_reason()
     if unavailable is not None:

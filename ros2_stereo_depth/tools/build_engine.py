@@ -76,9 +76,7 @@ def run(args: argparse.Namespace) -> int:
                       weights_sha256=model.weights_sha256, dla_core=args.dla_core, workspace_mib=args.workspace_mib,
                       timing_cache=args.timing_cache or "")
     config.check_size(spec.height, spec.width)
-    output = args.output or default_engine_path(spec.config, spec.width, spec.height, spec.max_disparity,
-                                                spec.precision, spec.dla_core)
-    result = build(model, spec, output, True if args.strongly_typed else None)
+    result = build(model, spec, args.output or default_engine_path(spec), True if args.strongly_typed else None)
     meta = result.sidecar
     print(f"wrote {result.engine_path} ({result.engine_path.stat().st_size / 1e6:.1f} MB, sha256 "
           f"{meta['engine_sha256'][:12]}) for TensorRT {meta['tensorrt_version']} on {meta['gpu_name']} "
