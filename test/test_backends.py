@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ros2_stereo_depth.data.synthetic import SceneParams, SyntheticStereo
-from ros2_stereo_depth.inference.base import normalise
+from ros2_stereo_depth.normalisation import normalise
 from ros2_stereo_depth.inference.select import BackendRequest, create_backend, default_engine_path
 from ros2_stereo_depth.inference.tensorrt_backend import EngineSpec, tensorrt_unavailable_reason
 from ros2_stereo_depth.inference.torch_backend import GpuNormaliser

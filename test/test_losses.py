@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from ros2_stereo_depth.data.synthetic import SceneParams, SyntheticStereo
-from ros2_stereo_depth.inference.base import normalise
+from ros2_stereo_depth.normalisation import normalise
 from ros2_stereo_depth.training.losses import (
     photometric_error, self_supervised_loss, self_supervised_terms, smoothness_loss, supervised_loss, unnormalise,
     visible_mask, warp_right_to_left)

@@ -12,7 +12,7 @@ import torch
 from onnx import TensorProto, helper
 
 from ros2_stereo_depth.config import get_config
-from ros2_stereo_depth.inference.base import normalise
+from ros2_stereo_depth.normalisation import normalise
 from ros2_stereo_depth.inference.tensorrt_onnx_check import OPS_FILE, check_graph, op_counts, supported_ops
 from ros2_stereo_depth.tools.export import export_onnx
 from ros2_stereo_depth.weights import LoadedModel, load_model

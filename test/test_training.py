@@ -11,7 +11,8 @@ from ros2_stereo_depth.data.synthetic import SceneParams, SyntheticStereo
 from ros2_stereo_depth.fileio import write_rgb
 from ros2_stereo_depth.model import StereoNet
 from ros2_stereo_depth.tools.train import TrainSettings, train
-from ros2_stereo_depth.training.batches import TrainItem, collate
+from ros2_stereo_depth.pair import StereoPair
+from ros2_stereo_depth.training.batches import collate
 from ros2_stereo_depth.training.checkpoint import load_checkpoint, save_checkpoint
 from ros2_stereo_depth.training.losses import self_supervised_loss, supervised_loss
 
@@ -21,7 +22,7 @@ MAX_DISPARITY = 32
 @pytest.fixture(scope="module")
 def batch():
     source = SyntheticStereo(SceneParams(64, 96, 30.0), seed=1, photometric=None)
-    return collate([TrainItem(s.left, s.right, s.disparity_px, ~s.occluded) for s in (source[0], source[1])],
+    return collate([StereoPair(s.left, s.right, s.disparity_px, ~s.occluded) for s in (source[0], source[1])],
                    MAX_DISPARITY)
 
 

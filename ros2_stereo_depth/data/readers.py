@@ -1,4 +1,4 @@
-"""Readers for public stereo datasets in their real on-disk layouts, as `TrainItem`s.
+"""Readers for public stereo datasets in their real on-disk layouts, as `StereoPair`s.
 
 Formats (`data_format`; 'auto' detects by layout):
   sceneflow       frames_cleanpass|frames_finalpass/<...>/left|right/*.png, disparity/<...>/left/*.pfm
@@ -24,7 +24,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from ..fileio import read_pfm, read_rgb
-from ..training.batches import TrainItem
+from ..pair import StereoPair
 
 FORMATS = ("sceneflow", "kitti2015", "kitti2012", "middlebury2014", "middlebury2006", "eth3d", "folder")
 MODES = ("supervised", "self-supervised")
@@ -40,16 +40,16 @@ class PairFiles:
     right: Path
     ground_truth: GroundTruth | None  # reads (disparity, valid) when called; None: no ground truth
 
-    def load(self, with_gt: bool = True) -> TrainItem:
+    def load(self, with_gt: bool = True) -> StereoPair:
         left, right = read_rgb(self.left), read_rgb(self.right)
         if left.shape != right.shape:
             raise ValueError(f"{self.name}: left {left.shape} and right {right.shape} images differ in size")
         if not with_gt or self.ground_truth is None:
-            return TrainItem(left, right, None, None)
+            return StereoPair(left, right, None, None)
         disparity, valid = self.ground_truth()
         if disparity.shape != left.shape[:2]:
             raise ValueError(f"{self.name}: ground truth {disparity.shape} does not match the images {left.shape[:2]}")
-        return TrainItem(left, right, disparity.astype(np.float32), valid)
+        return StereoPair(left, right, disparity.astype(np.float32), valid)
 
 
 # Ground-truth decoders, one per encoding; partials of module functions so that DataLoader workers
@@ -217,13 +217,13 @@ class StereoDataset(Dataset):
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def __getitem__(self, index: int) -> TrainItem:
+    def __getitem__(self, index: int) -> StereoPair:
         return self.pairs[index].load(self.with_gt)
 
 
 def open_training_dataset(directory: str | Path, data_format: str = "auto", mode: str = "supervised",
                           gt_scale: float | None = None) -> StereoDataset:
-    """Full-size TrainItems (the training loop crops). Self-supervised: images only."""
+    """Full-size StereoPairs (the training loop crops). Self-supervised: images only."""
     if mode not in MODES:
         raise ValueError(f"unknown training mode {mode!r}; choose one of {MODES}")
     pairs = list_pairs(directory, data_format, gt_scale)
@@ -233,7 +233,7 @@ def open_training_dataset(directory: str | Path, data_format: str = "auto", mode
 
 
 def open_eval_dataset(directory: str | Path, data_format: str = "auto",
-                      gt_scale: float | None = None) -> Iterator[tuple[str, TrainItem]]:
-    """(name, TrainItem) for every pair, full resolution, with ground truth where the format has it."""
+                      gt_scale: float | None = None) -> Iterator[tuple[str, StereoPair]]:
+    """(name, StereoPair) for every pair, full resolution, with ground truth where the format has it."""
     for pair in list_pairs(directory, data_format, gt_scale):
         yield pair.name, pair.load()

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from .base import StereoResult, normalise
+from ..normalisation import normalise
+from .base import StereoResult
 
 
 class OnnxRuntimeBackend:

@@ -10,7 +10,8 @@ import numpy as np
 import torch
 
 from ..weights import LoadedModel
-from .base import MEAN_RGB, STD_RGB, StereoResult, normalise
+from ..normalisation import MEAN_RGB, STD_RGB, normalise
+from .base import StereoResult
 
 PRECISIONS = ("fp32", "fp16")
 

@@ -21,13 +21,13 @@ from ..config import ModelConfig
 from ..evaluation.metrics import METRIC_KEYS, disparity_metrics, pool_metrics
 from ..evaluation.sgbm import sgbm_disparity
 from ..fileio import read_rgb
-from ..inference.base import normalise
-from ..training.batches import TrainItem
+from ..normalisation import normalise
+from ..pair import StereoPair
 from ..model import StereoNet
 from ..weights import describe, load_model
 
 
-def rescale_item(item: TrainItem, scale: float) -> TrainItem:
+def rescale_item(item: StereoPair, scale: float) -> StereoPair:
     """Images by INTER_AREA; ground truth by nearest neighbour, values times the actual width ratio
     (= scale up to the rounding of the size)."""
     if scale == 1.0:
@@ -40,10 +40,10 @@ def rescale_item(item: TrainItem, scale: float) -> TrainItem:
 
     left, right = resize(item.left, cv2.INTER_AREA), resize(item.right, cv2.INTER_AREA)
     if item.disparity_px is None or item.valid is None:
-        return TrainItem(left, right, None, None)
+        return StereoPair(left, right, None, None)
     disparity = resize(item.disparity_px, cv2.INTER_NEAREST) * np.float32(size[0] / w)
     valid = resize(item.valid.astype(np.uint8), cv2.INTER_NEAREST) > 0
-    return TrainItem(left, right, disparity, valid)
+    return StereoPair(left, right, disparity, valid)
 
 
 def search_range(config: ModelConfig, max_disparity: int | None, width: int) -> int:
@@ -89,7 +89,7 @@ class ModelRunner:
         return disparity, predicted
 
 
-def pairs_from_args(args: argparse.Namespace) -> Iterator[tuple[str, TrainItem]]:
+def pairs_from_args(args: argparse.Namespace) -> Iterator[tuple[str, StereoPair]]:
     if args.dataset:
         from ..data.readers import open_eval_dataset
         yield from open_eval_dataset(args.dataset, args.format, args.gt_scale)
@@ -98,7 +98,7 @@ def pairs_from_args(args: argparse.Namespace) -> Iterator[tuple[str, TrainItem]]
         raise ValueError("give --dataset DIR, or --left, --right and --gt")
     from ..data.readers import read_ground_truth
     disparity, valid = read_ground_truth(args.gt, args.gt_scale or 1.0)
-    yield args.left, TrainItem(read_rgb(args.left), read_rgb(args.right), disparity, valid)
+    yield args.left, StereoPair(read_rgb(args.left), read_rgb(args.right), disparity, valid)
 
 
 def evaluate(args: argparse.Namespace) -> dict[str, object]:

@@ -19,7 +19,7 @@ from typing import Any
 import onnx
 import torch
 
-from ..inference.base import NORMALISATION
+from ..normalisation import NORMALISATION
 from ..model import ExportWrapper, StereoNet
 from ..weights import LoadedModel, load_model, sha256_file
 

@@ -22,7 +22,8 @@ from torch.utils.data import DataLoader, Dataset
 from ..config import get_config
 from ..data.synthetic import SceneParams, SyntheticStereo
 from ..model import StereoNet
-from ..training.batches import TrainItem, collate, random_crop
+from ..pair import StereoPair
+from ..training.batches import collate, random_crop
 from ..training.checkpoint import load_checkpoint, save_checkpoint
 from ..training.losses import supervised_loss
 from ..weights import load_model, save_weights
@@ -50,7 +51,7 @@ class TrainSettings:
 
 
 class SyntheticItems(Dataset):
-    """SyntheticStereo as TrainItems; each rank and epoch sees different scenes."""
+    """SyntheticStereo as StereoPairs; each rank and epoch sees different scenes."""
 
     def __init__(self, settings: TrainSettings, rank: int) -> None:
         params = SceneParams(settings.crop_height, settings.crop_width,
@@ -60,9 +61,9 @@ class SyntheticItems(Dataset):
     def __len__(self) -> int:
         return len(self.source)
 
-    def __getitem__(self, index: int) -> TrainItem:
+    def __getitem__(self, index: int) -> StereoPair:
         s = self.source[index]
-        return TrainItem(s.left, s.right, s.disparity_px, np.ones_like(s.occluded))
+        return StereoPair(s.left, s.right, s.disparity_px, np.ones_like(s.occluded))
 
 
 class CroppedItems(Dataset):
@@ -74,7 +75,7 @@ class CroppedItems(Dataset):
     def __len__(self) -> int:
         return len(self.items)  # type: ignore[arg-type]
 
-    def __getitem__(self, index: int) -> TrainItem:
+    def __getitem__(self, index: int) -> StereoPair:
         # Other crops every epoch, yet reproducible: torch's RNG is seeded per worker and epoch from
         # the loader's seeded generator (in the main process by torch.manual_seed).
         rng = np.random.default_rng([self.settings.seed, self.rank, index, int(torch.randint(0, 2**31 - 1, ()))])

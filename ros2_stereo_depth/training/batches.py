@@ -1,35 +1,26 @@
 """From dataset items to training batches: random crops and tensors."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
-from ..inference.base import normalise
+from ..normalisation import normalise
+from ..pair import StereoPair
 
 
-@dataclass
-class TrainItem:
-    left: np.ndarray  # (H,W,3) uint8 RGB
-    right: np.ndarray  # (H,W,3) uint8 RGB
-    disparity_px: np.ndarray | None  # (H,W) float32; None without ground truth
-    valid: np.ndarray | None  # (H,W) bool
-
-
-def random_crop(item: TrainItem, height: int, width: int, rng: np.random.Generator) -> TrainItem:
+def random_crop(item: StereoPair, height: int, width: int, rng: np.random.Generator) -> StereoPair:
     h, w = item.left.shape[:2]
     if h < height or w < width:
         raise ValueError(f"item of {w}x{h} is smaller than the crop {width}x{height}")
     y = int(rng.integers(0, h - height + 1))
     x = int(rng.integers(0, w - width + 1))
     crop = (slice(y, y + height), slice(x, x + width))
-    return TrainItem(item.left[crop], item.right[crop],
+    return StereoPair(item.left[crop], item.right[crop],
                      None if item.disparity_px is None else item.disparity_px[crop],
                      None if item.valid is None else item.valid[crop])
 
 
-def collate(items: list[TrainItem], max_disparity: float) -> dict[str, torch.Tensor]:
+def collate(items: list[StereoPair], max_disparity: float) -> dict[str, torch.Tensor]:
     """Stack into normalised image tensors; ground truth beyond the searched range is not valid."""
     batch = {
         "left": torch.from_numpy(np.concatenate([normalise(i.left) for i in items])),

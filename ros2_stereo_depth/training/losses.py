@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from ..inference.base import MEAN_RGB, STD_RGB
+from ..normalisation import MEAN_RGB, STD_RGB
 
 # Weight of each network output in the supervised loss (final output weighted most).
 OUTPUT_WEIGHTS = {"disparity": 1.0, "disparity_coarse": 0.5}
