@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from ros2_stereo_depth.ros.conversions import array_to_image, image_to_array
+from ros2_stereo_depth.image_encoding import image_to_array
+from ros2_stereo_depth.ros.conversions import array_to_image
 
 from ros_harness import Harness, stereo_pair
 

@@ -8,9 +8,9 @@ import pytest
 from sensor_msgs.msg import Image, PointField
 from std_msgs.msg import Header
 
-from ros2_stereo_depth.ros.conversions import (ImageError, array_to_image, build_disparity_image, build_point_cloud,
-                                               image_to_array, image_to_rgb, pack_rgb, point_cloud_to_array,
-                                               unpack_rgb)
+from ros2_stereo_depth.image_encoding import ImageError, image_to_array, image_to_rgb
+from ros2_stereo_depth.ros.conversions import (array_to_image, build_disparity_image, build_point_cloud, pack_rgb,
+                                               point_cloud_to_array, unpack_rgb)
 
 RNG = np.random.default_rng(0)
 

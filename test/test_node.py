@@ -19,7 +19,8 @@ import pytest
 import torch
 from sensor_msgs.msg import PointField
 
-from ros2_stereo_depth.ros.conversions import image_to_array, image_to_rgb, unpack_rgb
+from ros2_stereo_depth.image_encoding import image_to_array, image_to_rgb
+from ros2_stereo_depth.ros.conversions import unpack_rgb
 from ros2_stereo_depth.ros.sync import ExactTimeSync
 from ros2_stereo_depth.weights import shipped_weights
 

@@ -45,7 +45,8 @@ from ..geometry import StereoCamera
 from ..inference.base import StereoBackend, infer_at_image_size
 from ..inference.select import BACKENDS, BackendRequest, create_backend
 from .spin import run_node
-from .conversions import ImageError, array_to_image, build_disparity_image, build_point_cloud, image_to_rgb
+from ..image_encoding import ImageError, image_to_rgb
+from .conversions import array_to_image, build_disparity_image, build_point_cloud
 from .sync import ExactTimeSync
 
 TOPICS = ("left/image_rect", "right/image_rect", "left/camera_info", "right/camera_info")

@@ -116,7 +116,7 @@ class Collector:
             self._prune(self.left)
 
     def _on_disparity(self, msg: Any) -> None:
-        from ..ros.conversions import image_to_array
+        from ..image_encoding import image_to_array
 
         latency = time.time() - (msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9)
         key = self._key(msg)
@@ -169,7 +169,8 @@ def run(args: argparse.Namespace) -> int:
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
 
-    from ..ros.conversions import image_to_array, image_to_rgb, point_cloud_to_array, unpack_rgb
+    from ..image_encoding import image_to_array, image_to_rgb
+    from ..ros.conversions import point_cloud_to_array, unpack_rgb
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
