@@ -29,6 +29,15 @@ from ros2_stereo_depth.training.settings import TrainSettings, load_schedule
 MAX_DISPARITY = 32
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread per test (2 cores shared with other jobs), restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def batch():
     source = SyntheticStereo(SceneParams(64, 96, 30.0), seed=1, photometric=None)

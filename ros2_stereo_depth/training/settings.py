@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-MODES = ("supervised", "self-supervised")
+from ..data.readers import MODES
 
 
 @dataclass(frozen=True)
