@@ -38,14 +38,17 @@ def evaluate(named_pairs: Iterable[tuple[str, StereoPair]], settings: Evaluation
     if settings.sgbm not in SGBM_MODES:
         raise ValueError(f"sgbm must be one of {SGBM_MODES}, not {settings.sgbm!r}")
     runner = NetworkRunner(settings.network)
-    pairs: list[StereoPair] = []
+    pairs: list[StereoPair] = []  # kept for the SGBM tuning only
+    count = 0
     per_pair: dict[str, list[dict[str, float]]] = {"model": [], "sgbm": []}
     seconds = {"model": 0.0, "sgbm": 0.0}
     sizes, ranges, sgbm_ranges = set(), set(), set()
     for name, item in named_pairs:
         item = rescale_pair(item, settings.scale)
         assert item.disparity_px is not None and item.valid is not None
-        pairs.append(item)
+        count += 1
+        if settings.sgbm == "tuned":
+            pairs.append(item)
         h, w = item.left.shape[:2]
         sizes.add(f"{w}x{h}")
         search_px = runner.search_range_px(h, w)
@@ -62,13 +65,13 @@ def evaluate(named_pairs: Iterable[tuple[str, StereoPair]], settings: Evaluation
             per_pair["sgbm"].append(disparity_metrics(disparity, item.disparity_px, item.valid, predicted))
         if verbose:
             print(f"{name}: {w}x{h} network bad-2 {per_pair['model'][-1]['bad2']:.1f} %")
-    if not pairs:
+    if count == 0:
         raise ValueError("no stereo pairs found")
     selected = next(iter(runner.selected.values()))
     report: dict[str, object] = {
         "protocol": {
             "path": "native" if settings.network.native else "node",
-            "scale": settings.scale, "resolution": sorted(sizes), "pairs": len(pairs),
+            "scale": settings.scale, "resolution": sorted(sizes), "pairs": count,
             "network_input": sorted(f"{b.backend.width}x{b.backend.height}" for b in runner.selected.values()),
             "search_range_px": sorted(ranges), "edge_threshold_px": EDGE_THRESHOLD_PX,
             "min_disparity": settings.network.min_disparity, "min_confidence": settings.network.min_confidence,
@@ -77,10 +80,10 @@ def evaluate(named_pairs: Iterable[tuple[str, StereoPair]], settings: Evaluation
         "backend_reason": selected.reason,
         "weights": describe(selected.model),
         "settings": asdict(settings),
-        "model": _summary(per_pair["model"], seconds["model"] / len(pairs)),
+        "model": _summary(per_pair["model"], seconds["model"] / count),
     }
     if settings.sgbm != "none":
-        report["sgbm"] = {**_summary(per_pair["sgbm"], seconds["sgbm"] / len(pairs)),
+        report["sgbm"] = {**_summary(per_pair["sgbm"], seconds["sgbm"] / count),
                           "num_disparities": sorted(sgbm_ranges), "block_size": BLOCK_SIZE}
     if settings.sgbm == "tuned":
         tuned = tune_sgbm(pairs)

@@ -45,6 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.native and (args.height or args.width):
+        raise ValueError("--native runs the network at the image size: --height / --width do not apply")
     network = NetworkSettings(backend=args.backend, config=args.config, weights=args.weights, native=args.native,
                               height=args.height, width=args.width, max_disparity=args.max_disparity,
                               precision=args.precision, threads=args.threads, min_confidence=args.min_confidence)

@@ -52,6 +52,7 @@ def barrier(process: Process) -> None:
 
 class StopRequest:
     """Set by SIGINT / SIGTERM (torchrun forwards Ctrl-C as SIGTERM); the loop checks it after each step.
+    A second signal interrupts at once.
     `agreed` makes every process stop at the same step (one all-reduce of a flag)."""
 
     def __init__(self) -> None:
@@ -68,6 +69,8 @@ class StopRequest:
             signal.signal(sig, handler)  # type: ignore[arg-type]
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.requested:  # a second Ctrl-C: stop now, without the checkpoint
+            raise KeyboardInterrupt
         self.requested = True
 
     def agreed(self, process: Process) -> bool:
