@@ -84,7 +84,7 @@ def _bag_errors(path: Path) -> Iterator[None]:
     except BagError:
         raise
     except Exception as error:  # noqa: BLE001 (every failure inside the reader means the same to the user)
-        detail = str(error).strip() or type(error).__name__
+        detail = " ".join(str(error).split())[:300] or type(error).__name__  # one line, even for YAML errors
         raise BagError(f"{path}: corrupt or truncated bag, cannot read it ({detail})") from None
 
 

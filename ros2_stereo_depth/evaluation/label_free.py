@@ -4,7 +4,9 @@ The same terms the self-supervised loss trains on (training/losses.py, reused he
   photometric      0.85 (1 - SSIM)/2 + 0.15 L1 between the left image and the right image warped into the
                    left view by the disparity, over left pixels visible in the right view (not occluded,
                    not outside it); 0 for a perfect match, images in [0, 1]
-  lr_consistency_px  |d_left - d_right sampled where each left pixel lands|, over in-view pixels
+  lr_consistency_px  |d_left - d_right sampled where each left pixel lands|, over in-view pixels (occluded
+                   ones included, as in training, so that declaring pixels occluded is no way out: even the
+                   true disparity scores the occluder/occluded gap there, a fraction of a pixel on typical scenes)
   visible_fraction share of left pixels the photometric term covers
 The right-view disparity is what the same predictor gives for the mirrored pair (right image mirrored as
 the left one), as training does. Lower is better for both errors; use them to compare weights on
@@ -28,14 +30,14 @@ def _images(x: np.ndarray | torch.Tensor) -> torch.Tensor:
     """(H,W,3) uint8 array -> (1,3,H,W) in [0,1]; a tensor is taken as (N,3,H,W) in [0,1] already."""
     if isinstance(x, torch.Tensor):
         return x.float()
-    return torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1)[None].float() / 255.0
+    return torch.from_numpy(np.array(x, dtype=np.float32)).permute(2, 0, 1)[None] / 255.0  # a copy: bag data is read-only
 
 
 def _disparity(x: np.ndarray | torch.Tensor) -> torch.Tensor:
     """(H,W) array -> (1,1,H,W); a tensor is taken as (N,1,H,W)."""
     if isinstance(x, torch.Tensor):
         return x.float()
-    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None, None]
+    return torch.from_numpy(np.array(x, dtype=np.float32))[None, None]
 
 
 @torch.no_grad()
