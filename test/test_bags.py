@@ -292,3 +292,15 @@ def test_label_free_report_runs_the_mirrored_pair_for_the_right_view() -> None:
     assert report.lr_consistency_px == pytest.approx(direct["lr_consistency_px"], rel=1e-5)
     constant = label_free_report(lambda a, b: np.full(a.shape[:2], 8.0, np.float32), pairs)
     assert constant.photometric > 5 * report.photometric
+
+
+def test_dataloader_workers_read_the_bag_themselves(tmp_path: Path) -> None:
+    """Each worker process opens its own reader (an sqlite connection must not cross a fork)."""
+    import torch
+    messages = [m for i in range(4) for m in stereo_messages(T0 + i * 10**8, _random_rgb(i), _random_rgb(i + 50), CAMERA)]
+    dataset = open_bag_dataset(write_bag(tmp_path / "bag", messages, "sqlite3"))
+    dataset[0]  # the main process has a reader open before the workers start
+    loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=2, collate_fn=lambda item: item)
+    lefts = [item.left for item in loader]
+    for index, left in enumerate(lefts):
+        np.testing.assert_array_equal(left, _random_rgb(index))
