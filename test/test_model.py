@@ -9,7 +9,7 @@ from ros2_stereo_depth.config import CONFIGS, ModelConfig, get_config
 from ros2_stereo_depth.model import StereoNet
 from ros2_stereo_depth.model.cost_volume import GroupwiseCorrelation, reference_groupwise_correlation
 from ros2_stereo_depth.model.regression import SoftArgminRegression
-from ros2_stereo_depth.weights import load_model, save_weights
+from ros2_stereo_depth.artifacts.weights import load_model, save_weights
 
 
 @pytest.mark.parametrize("groups,disparities,width", [(4, 8, 20), (2, 16, 16), (1, 3, 7)])

@@ -13,9 +13,9 @@ from onnx import TensorProto, helper
 
 from ros2_stereo_depth.config import get_config
 from ros2_stereo_depth.normalisation import normalise
-from ros2_stereo_depth.inference.tensorrt_onnx_check import OPS_FILE, check_graph, op_counts, supported_ops
-from ros2_stereo_depth.tools.export import export_onnx
-from ros2_stereo_depth.weights import LoadedModel, load_model
+from ros2_stereo_depth.artifacts.onnx_check import OPS_FILE, check_graph, op_counts, supported_ops
+from ros2_stereo_depth.artifacts.onnx_export import export_onnx
+from ros2_stereo_depth.artifacts.weights import LoadedModel, load_model
 
 torch.set_num_threads(2)
 ALOE = Path("/usr/share/doc/opencv-doc/examples/data")
