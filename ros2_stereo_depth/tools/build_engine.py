@@ -4,9 +4,11 @@ commands to run on the target, then stops with an error."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ..artifacts.engine_build import build
 from ..artifacts.engine_spec import DEFAULT_WORKSPACE_MIB, EngineSpec, default_engine_path
+from ..artifacts.weights import LoadedModel
 from ..config import ENGINE_PRECISIONS
 from .args import add_model_arguments, input_size, load_model_from_args
 
@@ -27,14 +29,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "$ROS_HOME/stereo_depth/engines/<config>_<W>x<H>_d<D>_<precision>[_dla<N>].engine)")
 
 
-def run(args: argparse.Namespace) -> int:
-    model = load_model_from_args(args)
+def spec_and_output(args: argparse.Namespace, model: LoadedModel) -> tuple[EngineSpec, Path]:
     height, width = input_size(args, model)
     spec = EngineSpec(config=model.config.name, height=height, width=width, max_disparity=model.config.max_disparity,
                       precision=args.precision, weights=args.weights or "", weights_sha256=model.weights_sha256,
                       dla_core=args.dla_core, workspace_mib=args.workspace_mib, timing_cache=args.timing_cache or "",
                       strongly_typed=args.strongly_typed)
-    result = build(model, spec, args.output or default_engine_path(spec))
+    return spec, Path(args.output) if args.output else default_engine_path(spec)
+
+
+def run(args: argparse.Namespace) -> int:
+    model = load_model_from_args(args)
+    spec, output = spec_and_output(args, model)
+    result = build(model, spec, output)
     meta = result.sidecar
     print(f"wrote {result.engine_path} ({result.engine_path.stat().st_size / 1e6:.1f} MB, sha256 "
           f"{meta['sha256'][:12]}) for TensorRT {meta['tensorrt_version']} on {meta['gpu_name']} "
