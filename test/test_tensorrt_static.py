@@ -8,6 +8,7 @@ import json
 import keyword
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -267,3 +268,31 @@ def test_build_engine_without_tensorrt(tmp_path: Path, capsys: pytest.CaptureFix
     assert "cannot build a TensorRT engine here" in err
     assert f"--precision fp16 --workspace-mib 4096 --output {output}" in err
     assert sorted(p.name for p in output.parent.iterdir()) == ["tiny-model.json", "tiny-model.onnx"]  # no temp files
+
+
+def test_readme_engine_is_the_one_the_node_looks_for(monkeypatch, tmp_path: Path) -> None:
+    """The first build-engine command in the README writes exactly the engine the node, with its default
+    parameters, looks for; the README's trtexec check loads that file."""
+    from ros2_stereo_depth.inference.select import BackendRequest, create_backend
+    from ros2_stereo_depth.ros.node import PARAMETERS
+    from ros2_stereo_depth.tools.args import load_model_from_args
+    from ros2_stereo_depth.tools.build_engine import spec_and_output
+
+    monkeypatch.setenv("ROS_HOME", str(tmp_path))
+    monkeypatch.delenv("STEREO_DEPTH_ENGINE_DIR", raising=False)
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Building an engine"):readme.index("## Training and evaluation")]
+    first = next(line for line in section.splitlines() if line.startswith("stereo-depth build-engine"))
+    args = cli.build_parser("build-engine").parse_args(shlex.split(first)[1:])
+    _, readme_engine = spec_and_output(args, load_model_from_args(args))
+    assert readme_engine == tmp_path / "stereo_depth/engines/fast_640x480_d128_fp16.engine"
+    assert f"--loadEngine=$HOME/.ros/stereo_depth/engines/{readme_engine.name}" in section
+
+    node = {name: p.default for name, p in PARAMETERS.items()}
+    request = BackendRequest(backend="tensorrt", config=node["config"], weights=node["weights"],
+                             height=node["input_height"], width=node["input_width"],
+                             max_disparity=node["max_disparity"], engine_path=node["engine_path"],
+                             precision=node["precision"], dla_core=node["dla_core"])
+    with pytest.raises(RuntimeError) as error:  # no TensorRT here; with TensorRT: no engine in tmp_path
+        create_backend(request)
+    assert str(error.value).endswith(f"--output {readme_engine}")
