@@ -19,6 +19,7 @@ from ros2_stereo_depth.data.synthetic import SceneParams, SyntheticStereo
 from ros2_stereo_depth.inference import select, tensorrt_backend
 from ros2_stereo_depth.inference.cuda_runner import GpuNormaliser
 from ros2_stereo_depth.inference.select import BackendRequest, create_backend
+from ros2_stereo_depth.inference.torch_backend import TorchBackend
 from ros2_stereo_depth.normalisation import normalise
 
 NO_TENSORRT = tensorrt_env.tensorrt_unavailable_reason() is not None
@@ -69,6 +70,20 @@ def test_gpu_normalisation_matches_numpy(pair) -> None:
     assert np.abs(out.numpy() - normalise(pair[1])).max() < 1e-5
     with pytest.raises(ValueError, match="256x192 uint8"):
         normaliser.upload(pair[0][:, :128], pair[1])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_runner_graph_replay_matches_plain_runs(pair) -> None:
+    """The shared CUDA runner (torch backend): frame 1 plain, then a captured graph replays the same step."""
+    model = select.load_model("tiny")
+    plain = TorchBackend(model, 192, 256, device="cuda", precision="fp32")
+    graphs = TorchBackend(select.load_model("tiny"), 192, 256, device="cuda", precision="fp32", cuda_graphs=True)
+    reference = plain.infer(*pair).disparity_px
+    first = graphs.infer(*pair).disparity_px
+    assert graphs.runner is not None and graphs.runner.notes == ["CUDA graph captured"]
+    replayed = graphs.infer(pair[1], pair[0]).disparity_px  # other input: the graph reads the new upload
+    assert np.abs(first - reference).max() < 1e-3
+    assert np.abs(replayed - plain.infer(pair[1], pair[0]).disparity_px).max() < 1e-3
 
 
 COMMAND = "build the engine with: stereo-depth build-engine --config tiny --height 192 --width 256 --max-disparity 64 " \

@@ -112,5 +112,5 @@ def test_known_violations_are_still_real() -> None:
 def test_the_checker_sees_upward_and_relative_imports() -> None:
     """Negative control on this package's own files: relative imports resolve to the right module."""
     select = imported_modules(ROOT / "inference" / "select.py")
-    assert {"artifacts.engine_build", "artifacts.weights", "inference.base", "config"} <= select
+    assert {"artifacts.engine_build", "artifacts.weights", "artifacts.sidecar", "inference.base"} <= select
     assert layer("inference.select") == 3 and layer("tools.export") == 5 and layer("artifacts.weights") == 2

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 SIDECAR_VERSION = 2
-KINDS = ("weights", "onnx", "engine")
+KINDS = ("weights", "onnx", "engine", "checkpoint")
 
 
 class SidecarError(ValueError):

@@ -16,7 +16,6 @@ from ..artifacts.cache import cached_onnx
 from ..artifacts.onnx_export import export_onnx
 from ..artifacts.sidecar import SidecarError
 from ..artifacts.weights import LoadedModel, describe, load_model
-from ..config import TORCH_PRECISIONS
 from .base import StereoBackend
 
 BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
@@ -66,7 +65,7 @@ def create_backend(request: BackendRequest) -> SelectedBackend:
     model.config.check_size(height, width)
     if request.backend == "torch":
         from .torch_backend import TorchBackend
-        precision = "fp32" if request.precision == "fp32" else TORCH_PRECISIONS[-1]
+        precision = "fp32" if request.precision == "fp32" else "fp16"  # int8 is for engines only
         backend = TorchBackend(model, height, width, precision=precision, cuda_graphs=request.cuda_graphs,
                                threads=request.threads)
         return SelectedBackend(backend, model, "requested")

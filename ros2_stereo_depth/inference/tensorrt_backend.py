@@ -100,9 +100,5 @@ class TensorRTBackend:
             raise TensorRTError("TensorRT execute_async_v3 failed")
         return {name: self.buffers[name] for name in OUTPUT_NAMES}
 
-    @property
-    def notes(self) -> list[str]:
-        return self.runner.notes
-
     def infer(self, left_rgb: np.ndarray, right_rgb: np.ndarray) -> StereoResult:
         return self.runner.run(left_rgb, right_rgb)
