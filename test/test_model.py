@@ -95,7 +95,7 @@ def test_pickled_checkpoints_are_refused(tmp_path):
 def test_weights_of_another_shape_are_refused(tmp_path):
     path = save_weights(StereoNet(get_config("tiny")), tmp_path / "tiny.safetensors")
     meta = json.loads(path.with_suffix(".json").read_text())
-    meta["config"] = get_config("accurate").to_dict()
+    meta["config"], meta["architecture"] = "accurate", get_config("accurate").architecture()
     path.with_suffix(".json").write_text(json.dumps(meta))
     with pytest.raises((ValueError, RuntimeError)):
         load_model(weights=path)

@@ -218,6 +218,33 @@ def _fake_engine(tmp_path: Path, **overrides: object) -> Path:
     return engine
 
 
+def test_a_failed_build_leaves_no_engine_without_sidecar(monkeypatch, tmp_path: Path) -> None:
+    engine = tmp_path / "e.engine"
+    with pytest.raises(RuntimeError, match="build failed"):
+        with staged(engine) as tmp:
+            tmp.write_bytes(b"half an engine")
+            raise RuntimeError("build failed")
+    assert list(tmp_path.iterdir()) == []  # the temporary file is gone, nothing was published
+    # A crash between the two renames leaves a sidecar without an engine (refused: not found), never the reverse.
+    renamed: list[str] = []
+    real_replace = os.replace
+
+    def replace(src: str, dst: str) -> None:
+        renamed.append(Path(dst).name)
+        if Path(dst).suffix == ".engine":
+            raise OSError("disk full")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(OSError, match="disk full"):
+        with staged(engine) as tmp:
+            tmp.write_bytes(b"an engine")
+            publish(tmp, engine, "engine", {})
+    assert renamed == ["e.json", "e.engine"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.json"]
+    assert engine_problems(engine) == [f"engine {engine} not found"]
+
+
 def test_engine_checks(tmp_path: Path) -> None:
     engine = _fake_engine(tmp_path)
     orin = PlatformInfo("10.13.0.35", "Orin", "8.7", "12.6")
