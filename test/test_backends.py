@@ -86,7 +86,7 @@ def test_cuda_runner_graph_replay_matches_plain_runs(pair) -> None:
     assert np.abs(replayed - plain.infer(pair[1], pair[0]).disparity_px).max() < 1e-3
 
 
-COMMAND = "build the engine with: stereo-depth build-engine --config tiny --height 192 --width 256 --max-disparity 64 " \
+COMMAND = "build the engine on the target with: stereo-depth build-engine --config tiny --height 192 --width 256 --max-disparity 64 " \
           "--precision fp16 --workspace-mib 4096 --output "
 
 

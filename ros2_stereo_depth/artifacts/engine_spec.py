@@ -81,7 +81,7 @@ def rebuild_command(spec: EngineSpec, engine_path: str | Path) -> str:
 
 def one_line(cause: str, command: str) -> str:
     """The single line that says why TensorRT is not used and how to get an engine."""
-    return f"{' '.join(cause.split())}; build the engine with: {command}"
+    return f"{' '.join(cause.split())}; build the engine on the target with: {command}"
 
 
 def fp32_layer_names(names_in_topological_order: Sequence[str]) -> list[str]:

@@ -107,7 +107,7 @@ def _try_tensorrt(request: BackendRequest, model: LoadedModel, height: int,
     command = engine_spec.rebuild_command(spec, engine_path)
     unavailable = tensorrt_env.tensorrt_unavailable_reason()
     if unavailable is not None:
-        return None, engine_spec.one_line(f"{unavailable} (on a machine with TensorRT)", command)
+        return None, engine_spec.one_line(unavailable, command)
     try:
         problems = engine_spec.engine_problems(engine_path, spec, tensorrt_env.current_platform())
         built = ""
