@@ -11,7 +11,7 @@ from ros2_stereo_depth.evaluation.metrics import disparity_metrics
 from ros2_stereo_depth.evaluation.pairs import rescale_pair, single_pair
 from ros2_stereo_depth.inference.base import infer_at_image_size
 from ros2_stereo_depth.inference.select import BackendRequest, create_backend
-from ros2_stereo_depth.weights import shipped_weights
+from ros2_stereo_depth.artifacts.weights import shipped_weights
 
 ALOE = Path("/usr/share/doc/opencv-doc/examples/data")
 LEFT, RIGHT, GT = (str(ALOE / n) for n in ("aloeL.jpg", "aloeR.jpg", "aloeGT.png"))

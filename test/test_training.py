@@ -12,6 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from ros2_stereo_depth.artifacts.sidecar import SidecarError
 from ros2_stereo_depth.cli import main
 from ros2_stereo_depth.config import get_config
 from ros2_stereo_depth.data.batches import collate
@@ -96,6 +97,14 @@ def test_checkpoint_restores_step_weights_and_optimizer_exactly(tmp_path, batch)
     assert meta["step"] == 2 and meta["note"] == "x"
     for (name, a), b in zip(net.state_dict().items(), restored.state_dict().values()):
         assert torch.equal(a, b), name
+    # The sidecar holds the checkpoint's sha256: a modified file is refused.
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 1
+    tampered = tmp_path / "tampered.safetensors"
+    tampered.write_bytes(bytes(data))
+    tampered.with_suffix(".json").write_text(path.with_suffix(".json").read_text())
+    with pytest.raises(SidecarError, match="does not match its sidecar"):
+        load_checkpoint(tampered, tiny_net(), torch.optim.AdamW(tiny_net().parameters()))
     # One more identical step on both: equal only if the Adam moments and step counts were restored.
     for model, opt in ((net, optimizer), (restored, restored_optimizer)):
         opt.zero_grad()
@@ -160,8 +169,10 @@ def test_resume_mid_stage_and_across_stages_is_exact(tmp_path, capsys):
     assert first.losses + second.losses + third.losses == straight.losses
     assert_same_weights(weights_of(straight.weights), weights_of(third.weights))
     info = json.loads(third.weights.with_suffix(".json").read_text())
-    assert info["config"]["max_disparity"] == 48 and info["info"]["steps"] == 5
-    assert info["info"]["stages"][1]["crop_width"] == 128
+    assert info["kind"] == "weights" and info["info"]["steps"] == 5
+    assert info["info"]["stages"][1]["crop_width"] == 128 and info["info"]["stages"][1]["max_disparity"] == 48
+    checkpoint = json.loads((tmp_path / "b" / "checkpoint.json").read_text())
+    assert checkpoint["kind"] == "checkpoint" and checkpoint["step"] == 5 and checkpoint["stage"] == 1
 
 
 def test_schedule_file_gives_stages_on_top_of_the_flags(tmp_path):

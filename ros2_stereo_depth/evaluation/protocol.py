@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
 from ..pair import StereoPair
-from ..weights import describe
+from ..artifacts.weights import describe
 from .metrics import EDGE_THRESHOLD_PX, METRIC_KEYS, disparity_metrics, pool_metrics
 from .network import NetworkRunner, NetworkSettings
 from .pairs import rescale_pair

@@ -1,14 +1,16 @@
-"""Resumable checkpoints as safetensors (model + optimizer tensors) plus JSON (step, scalars, settings).
+"""Resumable checkpoints as safetensors (model + optimizer tensors) plus a `checkpoint` sidecar (step,
+optimizer scalars, settings), written and verified by artifacts/sidecar.py like every other artifact.
 
 No learning-rate scheduler state: the rate is a function of the step (training/lr_schedule.py)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from ..artifacts.sidecar import publish, staged, verify_sidecar
 
 
 def save_checkpoint(path: Path, net: torch.nn.Module, optimizer: torch.optim.Optimizer,
@@ -22,18 +24,15 @@ def save_checkpoint(path: Path, net: torch.nn.Module, optimizer: torch.optim.Opt
                 tensors[f"optim.{index}.{key}"] = value.detach().cpu().contiguous()
             else:
                 scalars[f"{index}.{key}"] = value
-    tmp = path.with_suffix(".tmp")
-    save_file(tensors, str(tmp))
-    tmp.replace(path)  # never leave a half-written checkpoint behind
-    meta = {"step": step, "param_groups": state["param_groups"], "optim_scalars": scalars, **extra}
-    meta_tmp = path.with_suffix(".json.tmp")
-    meta_tmp.write_text(json.dumps(meta, indent=2) + "\n")
-    meta_tmp.replace(path.with_suffix(".json"))
+    with staged(path) as tmp:  # never a half-written checkpoint, never one without its sidecar
+        save_file(tensors, str(tmp))
+        publish(tmp, path, "checkpoint", {"step": step, "param_groups": state["param_groups"],
+                                          "optim_scalars": scalars, **extra})
 
 
 def load_checkpoint(path: Path, net: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    meta = verify_sidecar(path, "checkpoint")  # the sidecar of this very file (sha256)
     tensors = load_file(str(path))
-    meta = json.loads(path.with_suffix(".json").read_text())
     net.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
     param_state: dict[int, dict[str, Any]] = {}
     for name, value in tensors.items():

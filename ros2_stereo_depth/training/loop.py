@@ -21,7 +21,7 @@ import torch
 from ..config import get_config
 from ..evaluation.metrics import disparity_metrics, pool_metrics
 from ..model import StereoNet
-from ..weights import load_model, save_weights
+from ..artifacts.weights import load_model, save_weights
 from .checkpoint import load_checkpoint, save_checkpoint
 from .datasets import step_loader
 from .distributed import Process, StopRequest, barrier, end_process, start_process, wrap
