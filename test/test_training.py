@@ -220,13 +220,13 @@ def test_ctrl_c_writes_a_checkpoint_and_a_resume_hint(tmp_path):
     out = tmp_path / "run"
     command = [sys.executable, "-m", "ros2_stereo_depth", "train", "--config", "tiny", "--steps", "100000",
                "--out", str(out), "--batch-size", "1", "--crop-height", "64", "--crop-width", "96",
-               "--max-disparity", "32", "--workers", "1", "--threads", "1", "--checkpoint-every", "100000"]
+               "--max-disparity", "32", "--workers", "1", "--threads", "1", "--checkpoint-every", "1"]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=run_env())
     try:
-        deadline = time.monotonic() + 120
-        while not (out / "settings.json").is_file() and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.2)
-        time.sleep(3.0)  # a few steps
+        deadline = time.monotonic() + 180
+        while not (out / "checkpoint.json").is_file() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.1)  # training is under way once the first step's checkpoint is there
+        first = json.loads((out / "checkpoint.json").read_text())["step"]
         proc.send_signal(signal.SIGINT)
         output, _ = proc.communicate(timeout=60)
     finally:
@@ -235,9 +235,9 @@ def test_ctrl_c_writes_a_checkpoint_and_a_resume_hint(tmp_path):
     assert proc.returncode == 0, output
     meta = json.loads((out / "checkpoint.json").read_text())
     hint = [line for line in output.splitlines() if line.startswith("stopped at step")]
-    assert len(hint) == 1 and 0 < meta["step"] < 100000, output
-    assert hint[0].startswith(f"stopped at step {meta['step']} of 100000")
-    assert hint[0].endswith("--checkpoint-every 100000 --resume") and "resume with: stereo-depth train" in hint[0]
+    assert len(hint) == 1 and 1 <= first <= meta["step"] < 100000, output
+    assert hint[0].startswith(f"stopped at step {meta['step']} of 100000, checkpoint {out / 'checkpoint.safetensors'}")
+    assert hint[0].endswith("--checkpoint-every 1 --resume") and "resume with: stereo-depth train" in hint[0]
 
 
 def test_two_processes_under_torchrun(tmp_path):
