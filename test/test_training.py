@@ -175,6 +175,16 @@ def test_resume_mid_stage_and_across_stages_is_exact(tmp_path, capsys):
     assert checkpoint["kind"] == "checkpoint" and checkpoint["step"] == 5 and checkpoint["stage"] == 1
 
 
+def test_resuming_with_more_steps_extends_the_schedule(tmp_path):
+    """A 2-step run resumed with --steps 5 continues on the schedule of a run planned for 5 steps."""
+    planned = train([settings(steps=5)], tmp_path / "planned")
+    short = train([settings(steps=2)], tmp_path / "short")
+    extended = train([settings(steps=5)], tmp_path / "short", resume=True)
+    assert short.learning_rates == [1e-3, pytest.approx(1e-5)]  # its own cosine ended at the final lr
+    assert extended.step == 5 and extended.learning_rates == pytest.approx(planned.learning_rates[2:])
+    assert extended.learning_rates[0] == pytest.approx(1e-5 + (1e-3 - 1e-5) * 0.5 * (1 + np.cos(np.pi * 2 / 4)))
+
+
 def test_schedule_file_gives_stages_on_top_of_the_flags(tmp_path):
     path = tmp_path / "stages.yaml"
     path.write_text("lr: 2.0e-3\nstages:\n  - {steps: 10, crop: [64, 96]}\n"

@@ -38,6 +38,7 @@ class TrainResult:
     step: int  # global step reached
     interrupted: bool  # stopped by a signal or stop_at before the planned end
     losses: list[float] = field(default_factory=list)  # this process, this run, one per step
+    learning_rates: list[float] = field(default_factory=list)  # the same steps
 
 
 def train(stages: list[TrainSettings], out_dir: Path, resume: bool = False, command: str = "",
@@ -118,6 +119,7 @@ def _train(stages: list[TrainSettings], out_dir: Path, resume: bool, command: st
                     file=sys.stdout, mininterval=5.0)
     started = time.time()
     losses: list[float] = []
+    learning_rates: list[float] = []
     stage_index = 0
     stopped = False
     with StopRequest() as stop:
@@ -143,6 +145,7 @@ def _train(stages: list[TrainSettings], out_dir: Path, resume: bool, command: st
                 scaler.update()
                 step += 1
                 losses.append(float(loss.detach()))
+                learning_rates.append(lr)
                 progress.update(1)
                 if writer is not None:
                     _log(writer, settings, step, lr, losses, batch, outputs, progress)
@@ -172,7 +175,7 @@ def _train(stages: list[TrainSettings], out_dir: Path, resume: bool, command: st
             print(f"stopped at step {step} of {total}, checkpoint {ckpt_path}; resume with: {again}")
         else:
             print(f"wrote {final} after {step} steps ({seconds / 60:.1f} min this run)")
-    return TrainResult(final, step, interrupted, losses)
+    return TrainResult(final, step, interrupted, losses, learning_rates)
 
 
 def _loss(mode: str, model: torch.nn.Module, batch: dict[str, torch.Tensor],

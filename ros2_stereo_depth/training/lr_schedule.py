@@ -6,7 +6,7 @@ Within a stage [start, end): linear warmup over min(warmup_steps, steps // 10) s
 Extending a run: resume with more steps (`--steps`, or a longer stage in the schedule file) and the cosine
 is stretched over the new length, i.e. the remaining steps follow exactly the schedule of a run planned
 with that length from the start. Resuming at step k of a stage now planned for S steps continues at
-lr(k; S): e.g. a finished 1000-step run extended to 2000 steps continues at half the peak lr (the middle of
+lr(k; S): e.g. a finished 1000-step run extended to 2000 steps continues at about half the peak lr (the middle of
 the stretched cosine) and decays to the final lr at step 2000. Resuming with the same plan is exact.
 """
 from __future__ import annotations
