@@ -125,8 +125,8 @@ def test_search_range_the_network_cannot_use_is_an_error(capsys):
     assert "max_disparity 40" in err and "multiple of 16" in err
 
 
-# The shipped weights through the node's default path (ONNX Runtime, CPU), measured on Aloe (README,
-# Accuracy). Guards: a regression of more than GUARD_PP points of bad-2 (or GUARD_EDGE_EPE px of edge EPE)
+# The shipped weights through the node's default path (ONNX Runtime, CPU), measured on Aloe with `evaluate` (the
+# README Accuracy table needs these). Guards: a regression of more than GUARD_PP points of bad-2 (or GUARD_EDGE_EPE px of edge EPE)
 # fails. Targets (issue 9): bad-2 <= 0.7x tuned SGBM and edge EPE below tuned SGBM's, at full and half size.
 # (config, scale): (bad-2 %, edge EPE px) measured
 MEASURED = {("fast", 1.0): (43.55, 20.27), ("fast", 0.5): (29.12, 10.97),
