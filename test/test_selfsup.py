@@ -12,7 +12,8 @@ import torch
 from ros2_stereo_depth.artifacts.weights import shipped_weights
 from ros2_stereo_depth.cli import main
 from ros2_stereo_depth.data.bag_writer import stereo_messages, write_bag
-from ros2_stereo_depth.data.heldout_bag import HeldOutDomain, heldout_frames, write_heldout_bag
+from ros2_stereo_depth.data.heldout_bag import HeldOutDomain, heldout_frames, read_heldout_ground_truth, write_heldout_bag
+from ros2_stereo_depth.evaluation.pairs import evaluation_pairs
 from ros2_stereo_depth.data.synthetic import Photometric, SceneParams, SyntheticStereo
 from ros2_stereo_depth.evaluation.sgbm import sgbm_disparity
 from ros2_stereo_depth.training.loop import train
@@ -142,3 +143,16 @@ def test_cli_flags_reach_the_run(tmp_path: Path, capsys: pytest.CaptureFixture[s
     report = json.loads((run / VALIDATION_FILE).read_text())
     assert report["pairs"] == 2 and [row["step"] for row in report["scores"]] == [0, 1, 2]
     assert (run / "tiny.safetensors").is_file()
+
+
+def test_evaluate_reads_a_heldout_recording_frame_range(tmp_path: Path) -> None:
+    write_heldout_bag(tmp_path, frames=4, domain=SMALL)
+    truth = read_heldout_ground_truth(tmp_path / "ground_truth.npz")
+    pairs = list(evaluation_pairs(str(tmp_path), frames="1:3"))
+    assert [name for name, _ in pairs] == ["frame 1", "frame 2"]
+    for (_, pair), stamp in zip(pairs, sorted(truth)[1:3]):
+        np.testing.assert_array_equal(pair.disparity_px, truth[stamp][0])
+        assert pair.valid.all() and pair.left.shape == (64, 96, 3)
+    assert len(list(evaluation_pairs(str(tmp_path), frames="3:"))) == 1
+    with pytest.raises(ValueError, match="--frames selects"):
+        list(evaluation_pairs(str(tmp_path / "bag"), frames="1:3"))

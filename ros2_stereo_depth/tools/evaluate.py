@@ -26,6 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="network search range at its input resolution (default: the node's)")
     parser.add_argument("--dataset", help="dataset directory (see data/readers.py)")
     parser.add_argument("--format", default="auto", help="dataset format; auto-detected by layout by default")
+    parser.add_argument("--frames", default="",
+                        help="START:END frames of a held-out-domain recording (--dataset DIR with DIR/bag and "
+                             "DIR/ground_truth.npz, from python -m ros2_stereo_depth.data.heldout_bag)")
     parser.add_argument("--left", help="left image of a single pair")
     parser.add_argument("--right", help="right image of a single pair")
     parser.add_argument("--gt", help="ground-truth disparity of the left image (PNG or PFM)")
@@ -51,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
                               height=args.height, width=args.width, max_disparity=args.max_disparity,
                               precision=args.precision, threads=args.threads, min_confidence=args.min_confidence)
     settings = EvaluationSettings(network=network, scale=args.scale, sgbm=args.sgbm)
-    pairs = evaluation_pairs(args.dataset, args.format, args.gt_scale, args.left, args.right, args.gt)
+    pairs = evaluation_pairs(args.dataset, args.format, args.gt_scale, args.left, args.right, args.gt,
+                             args.frames)
     report = evaluate(pairs, settings, verbose=args.verbose)
     print(json.dumps(report, indent=2, allow_nan=False) if args.json else format_table(report))
     return 0
