@@ -14,7 +14,7 @@ from ros2_stereo_depth.cli import main
 from ros2_stereo_depth.data.bag_writer import stereo_messages, write_bag
 from ros2_stereo_depth.data.heldout_bag import HeldOutDomain, heldout_frames, read_heldout_ground_truth, write_heldout_bag
 from ros2_stereo_depth.evaluation.pairs import evaluation_pairs
-from ros2_stereo_depth.data.synthetic import Photometric, SceneParams, SyntheticStereo
+from ros2_stereo_depth.data.synthetic import Photometric
 from ros2_stereo_depth.evaluation.sgbm import sgbm_disparity
 from ros2_stereo_depth.training.loop import train
 from ros2_stereo_depth.training.proxy_labels import lr_checked_sgbm, lr_consistent, proxy_batch
@@ -47,43 +47,63 @@ def test_split_holdout_every_kth_and_last() -> None:
         split_holdout(3, 1, 0)
 
 
-def test_lr_check_keeps_true_disparity_except_occlusions_and_drops_wrong_pixels() -> None:
-    s = SyntheticStereo(SceneParams(96, 160, 30.0), seed=6, photometric=None)[0]
-    everywhere = np.ones(s.disparity_px.shape, bool)
-    kept = lr_consistent(s.disparity_px, everywhere, s.disparity_right_px, everywhere)
-    inside = np.arange(160)[None, :] - np.rint(s.disparity_px) >= 0
-    visible = ~s.occluded & inside
-    assert float(kept[visible].mean()) > 0.97  # the exact disparities agree with themselves
-    assert float(kept[s.occluded].mean()) < 0.1  # an occluded pixel lands on its occluder
-    assert not kept[~inside].any()
-    wrong = s.disparity_px.copy()
-    wrong[20:40, 60:100] += 3.0
-    assert not lr_consistent(wrong, everywhere, s.disparity_right_px, everywhere)[20:40, 60:100].any()
+def _two_plane_pair(h: int = 96, w: int = 160, background_px: int = 8, foreground_px: int = 20,
+                    box: tuple[int, int, int, int] = (30, 70, 60, 110)) -> dict[str, np.ndarray]:
+    """An exact pair, independent of the scene generator: a random-dot background at background_px and a
+    rectangle (rows y0:y1, left-image columns x0:x1) at foreground_px in front of it. Returns the images,
+    both views' integer disparities and the left pixels occluded in the right view."""
+    import cv2
+    rng = np.random.default_rng(0)
+    pad = 32  # texture columns left of the image, for x - d < 0
+    back, front = (cv2.GaussianBlur(rng.integers(0, 256, (h, w + pad, 3), dtype=np.uint8), (3, 3), 0) for _ in range(2))
+    y0, y1, x0, x1 = box
+    ys, xs = np.mgrid[0:h, 0:w]
+    in_front = (ys >= y0) & (ys < y1) & (xs >= x0) & (xs < x1)
+    left_d = np.where(in_front, foreground_px, background_px)
+    in_front_right = (ys >= y0) & (ys < y1) & (xs >= x0 - foreground_px) & (xs < x1 - foreground_px)
+    right_d = np.where(in_front_right, foreground_px, background_px)
+    left = np.where(in_front[..., None], front[ys, xs - foreground_px + pad], back[ys, xs - background_px + pad])
+    right = np.where(in_front_right[..., None], front[ys, xs + pad], back[ys, xs + pad])
+    landed = xs - left_d
+    occluded = ~in_front & (landed >= 0) & in_front_right[ys, np.clip(landed, 0, w - 1)]
+    return {"left": left.astype(np.uint8), "right": right.astype(np.uint8), "left_d": left_d.astype(np.float32),
+            "right_d": right_d.astype(np.float32), "occluded": occluded, "inside": landed >= 0}
+
+
+def test_lr_check_keeps_exactly_the_visible_pixels_of_an_exact_pair_and_drops_wrong_ones() -> None:
+    s = _two_plane_pair()
+    everywhere = np.ones(s["left_d"].shape, bool)
+    kept = lr_consistent(s["left_d"], everywhere, s["right_d"], everywhere)
+    assert s["occluded"].sum() == 40 * 12  # the background strip the rectangle hides: 20 - 8 px wide
+    np.testing.assert_array_equal(kept, s["inside"] & ~s["occluded"])
+    wrong = s["left_d"].copy()
+    wrong[5:20, 40:80] += 3.0
+    assert not lr_consistent(wrong, everywhere, s["right_d"], everywhere)[5:20, 40:80].any()
     gaps = everywhere.copy()
     gaps[:, 80:] = False  # no right-view disparity there: nothing that lands there is kept
-    landed = np.arange(160)[None, :] - np.rint(s.disparity_px).astype(int)
-    assert not lr_consistent(s.disparity_px, everywhere, s.disparity_right_px, gaps)[landed >= 80].any()
+    landed = np.arange(160)[None, :] - s["left_d"].astype(int)
+    assert not lr_consistent(s["left_d"], everywhere, s["right_d"], gaps)[landed >= 80].any()
 
 
 def test_proxy_labels_are_sgbm_pixels_that_pass_the_lr_check() -> None:
-    s = SyntheticStereo(SceneParams(96, 160, 30.0), seed=6, photometric=None)[0]
-    disparity, kept = lr_checked_sgbm(s.left, s.right, 32)
-    raw, predicted = sgbm_disparity(s.left, s.right, 32)
-    assert kept.sum() > 0.3 * kept.size
+    s = _two_plane_pair()
+    disparity, kept = lr_checked_sgbm(s["left"], s["right"], 32)
+    raw, predicted = sgbm_disparity(s["left"], s["right"], 32)
+    assert kept.sum() > 0.5 * kept.size
     assert not (kept & ~predicted).any() and (disparity[~kept] == 0).all()
     np.testing.assert_array_equal(disparity[kept], raw[kept])
     # Every kept pixel passes the check, recomputed here from the right view's SGBM on the mirrored pair.
-    mirrored, mirrored_ok = sgbm_disparity(s.right[:, ::-1].copy(), s.left[:, ::-1].copy(), 32)
+    mirrored, mirrored_ok = sgbm_disparity(s["right"][:, ::-1].copy(), s["left"][:, ::-1].copy(), 32)
     right, right_ok = mirrored[:, ::-1], mirrored_ok[:, ::-1]
     ys, xs = np.nonzero(kept)
     landed = xs - np.rint(disparity[ys, xs]).astype(int)
     assert (landed >= 0).all() and right_ok[ys, landed].all()
     assert np.abs(disparity[ys, xs] - right[ys, landed]).max() <= 1.0
-    error = np.abs(raw - s.disparity_px)
-    kept_bad, all_bad = float((error[kept] > 2).mean()), float((error[predicted] > 2).mean())
-    assert kept_bad < 0.01 and kept_bad < all_bad  # the check removes wrong answers, not just any
+    error = np.abs(raw - s["left_d"])
+    assert float((error[kept] > 1).mean()) < 0.01  # what is kept is right
+    assert float(s["occluded"][kept].mean()) < 0.05  # and the occluded strip is (almost all) gone
     # The batch form (normalised tensors) finds the same labels.
-    batch = collate([StereoPair(s.left, s.right, None, None)], 32)
+    batch = collate([StereoPair(s["left"], s["right"], None, None)], 32)
     batch_disparity, batch_kept = proxy_batch(batch["left"], batch["right"], 32)
     assert batch_disparity.shape == (1, 1, 96, 160)
     np.testing.assert_array_equal(batch_kept[0, 0].numpy(), kept)
@@ -97,12 +117,13 @@ def test_self_supervised_steps_on_a_bag_lower_the_photometric_error(tmp_path: Pa
                              seed=1)
     result = train([settings], tmp_path / "run")
     assert len(result.losses) == 40
-    assert np.mean(result.losses[-5:]) < 0.75 * np.mean(result.losses[:5])  # measured: 0.32 -> 0.17
+    # Measured: 0.32 -> 0.17 (and 0.42 -> 0.35 with the photo scenes of the newer scene generator).
+    assert np.mean(result.losses[-5:]) < 0.9 * np.mean(result.losses[:5])
     report = json.loads((tmp_path / "run" / VALIDATION_FILE).read_text())
     assert report["pairs"] == 2 and "held-out" in report["evaluated_on"]
     assert [row["step"] for row in report["scores"]] == [0, 20, 40]
     first, last = report["scores"][0], report["scores"][-1]
-    assert last["photometric"] < 0.75 * first["photometric"]  # frames 4-5, never trained on; measured -44 %
+    assert last["photometric"] < 0.9 * first["photometric"]  # frames 4-5, never trained on; measured -44 % / -18 %
     assert 0.0 < last["visible_fraction"] <= 1.0 and last["lr_consistency_px"] >= 0.0
     assert result.validation == report["scores"]
 
