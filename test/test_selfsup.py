@@ -17,6 +17,7 @@ from ros2_stereo_depth.evaluation.pairs import evaluation_pairs
 from ros2_stereo_depth.data.synthetic import Photometric
 from ros2_stereo_depth.evaluation.sgbm import sgbm_disparity
 from ros2_stereo_depth.training.loop import train
+from ros2_stereo_depth.training.losses import self_supervised_terms
 from ros2_stereo_depth.training.proxy_labels import lr_checked_sgbm, lr_consistent, proxy_batch
 from ros2_stereo_depth.training.settings import TrainSettings
 from ros2_stereo_depth.training.validation import VALIDATION_FILE, split_holdout
@@ -177,3 +178,25 @@ def test_evaluate_reads_a_heldout_recording_frame_range(tmp_path: Path) -> None:
     assert len(list(evaluation_pairs(str(tmp_path), frames="3:"))) == 1
     with pytest.raises(ValueError, match="--frames selects"):
         list(evaluation_pairs(str(tmp_path / "bag"), frames="1:3"))
+
+
+def test_pooled_photometric_scales_see_through_sensor_noise() -> None:
+    """With strong independent noise per view, the full-size photometric term barely prefers the true
+    disparity; averaged with the 2x and 4x pooled images it does clearly."""
+    s = _two_plane_pair(h=128, w=192, box=(40, 90, 70, 130))
+    rng = np.random.default_rng(1)
+
+    def to_tensor(image: np.ndarray) -> torch.Tensor:
+        noisy = image / 255.0 + rng.normal(0.0, 0.12, image.shape)
+        return torch.from_numpy(noisy.clip(0, 1).astype(np.float32)).permute(2, 0, 1)[None]
+
+    left, right = to_tensor(s["left"]), to_tensor(s["right"])
+    truth, right_truth = (torch.from_numpy(s[k])[None, None] for k in ("left_d", "right_d"))
+    ratios = {}
+    for scales in (1, 3):
+        at_truth = self_supervised_terms(left, right, truth, right_truth, scales)["photometric"]
+        shifted = self_supervised_terms(left, right, truth + 2.0, right_truth, scales)["photometric"]
+        ratios[scales] = float(shifted / at_truth)
+    assert ratios[3] > 1.1 and ratios[3] > ratios[1] + 0.05, ratios
+    with pytest.raises(ValueError, match="photometric_scales"):
+        TrainSettings(photometric_scales=0)

@@ -14,7 +14,8 @@ from ..training.loop import train
 from ..training.settings import FIELDS, TrainSettings, load_schedule, load_yaml, settings_from_mapping, start_weights
 
 FLAG_FIELDS = ("batch_size", "crop_height", "crop_width", "max_disparity", "seed", "workers", "threads",
-               "warmup_steps", "checkpoint_every", "log_every", "holdout_every", "holdout_last", "validate_every")
+               "warmup_steps", "checkpoint_every", "log_every", "holdout_every", "holdout_last", "validate_every",
+               "photometric_scales")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -206,7 +206,7 @@ def _loss(settings: TrainSettings, model: torch.nn.Module, batch: dict[str, torc
         if "disparity" not in batch:
             raise ValueError("supervised training needs ground-truth disparity; use --mode self-supervised")
         return supervised_loss({k: v.float() for k, v in outputs.items()}, batch["disparity"], batch["valid"])
-    loss = self_supervised_loss(model, batch["left"], batch["right"], outputs)
+    loss = self_supervised_loss(model, batch["left"], batch["right"], outputs, settings.photometric_scales)
     if settings.proxy_weight > 0:
         proxy_disparity, kept = proxy_batch(batch["left"], batch["right"], settings.max_disparity)
         loss = loss + settings.proxy_weight * supervised_loss({k: v.float() for k, v in outputs.items()},

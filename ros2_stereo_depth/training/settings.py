@@ -52,6 +52,9 @@ class TrainSettings:
     # Confidence-guided adaptation: weight of the smooth-L1 loss towards SGBM disparities that pass a
     # left-right check (training/proxy_labels.py); 0 turns it off.
     proxy_weight: float = 0.0
+    # Self-supervised photometric term over this many scales (1: full size only; 3: also images pooled
+    # by 2 and 4, which averages sensor noise away: training/losses.py).
+    photometric_scales: int = 1
     log_every: int = 20
     image_every: int = 500
     checkpoint_every: int = 200
@@ -63,6 +66,8 @@ class TrainSettings:
             raise ValueError("steps and batch_size must be positive")
         if min(self.holdout_every, self.holdout_last, self.validate_every) < 0 or self.proxy_weight < 0:
             raise ValueError("holdout_every, holdout_last, validate_every and proxy_weight must be >= 0")
+        if self.photometric_scales < 1:
+            raise ValueError("photometric_scales must be >= 1")
 
     def replace(self, **changes: Any) -> "TrainSettings":
         return dataclasses.replace(self, **changes)
