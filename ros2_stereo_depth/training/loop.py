@@ -114,7 +114,7 @@ def _train(stages: list[TrainSettings], out_dir: Path, resume: bool, command: st
 
     def validate(final: bool = False) -> None:
         if validation is not None and validation.due(step, final):
-            validation(net, device, step)
+            validation(net, next(net.parameters()).device, step)  # the final weights are on the CPU
 
     def checkpoint(stage_index: int) -> None:
         if process.main:
@@ -169,7 +169,6 @@ def _train(stages: list[TrainSettings], out_dir: Path, resume: bool, command: st
                 break
     progress.close()
     checkpoint(stage_index)
-    validate(final=True)
     barrier(process)
     seconds = time.time() - started
     final = out_dir / f"{first.config}.safetensors"
@@ -181,6 +180,7 @@ def _train(stages: list[TrainSettings], out_dir: Path, resume: bool, command: st
             "command": command, "stages": [asdict(s) for s in stages], "steps": step, "planned_steps": total,
             "world_size": process.world, "hardware": hardware, "train_seconds_this_run": round(seconds, 1),
             "torch": torch.__version__})
+        validate(final=True)  # after the weights are safe: scoring many held-out pairs can take a while
         writer.close()  # type: ignore[union-attr]
         if interrupted:
             again = command if "--resume" in command.split() else f"{command} --resume"
