@@ -20,10 +20,13 @@ class ModelConfig:
     refine: bool  # full-resolution 2D refinement of the upsampled disparity
     height: int  # default (export / node) input size
     width: int
+    upsample: str = "bilinear"  # coarse disparity to refinement/full resolution: bilinear | convex (learned)
 
     def __post_init__(self) -> None:
         if self.downsample not in (4, 8):
             raise ValueError(f"downsample must be 4 or 8, not {self.downsample}")
+        if self.upsample not in ("bilinear", "convex"):
+            raise ValueError(f"upsample must be bilinear or convex, not {self.upsample!r}")
         if self.feature_channels % self.groups:
             raise ValueError("feature_channels must be a multiple of groups")
         self.check_size(self.height, self.width, self.max_disparity)
