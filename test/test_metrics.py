@@ -56,7 +56,7 @@ def test_no_valid_ground_truth_is_an_error():
 
 def test_sgbm_recovers_a_synthetic_pair():
     """Noise-free textured scene with exact disparity: SGBM should be right on most pixels it answers."""
-    params = SceneParams(120, 160, 24.0, textureless_prob=0.0)
+    params = SceneParams(120, 160, 24.0, textureless_prob=0.0, repetitive_prob=0.0, thin_structure_prob=0.0)
     s = SyntheticStereo(params, seed=2, photometric=None)[0]
     disparity, predicted = sgbm_disparity(s.left, s.right, 24)
     assert disparity.dtype == np.float32 and predicted.dtype == bool
