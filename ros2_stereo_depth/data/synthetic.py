@@ -92,8 +92,9 @@ def _fit_surface(rng: np.random.Generator, layer: Layer, box: tuple[int, int, in
 
 def _add_layer(rng: np.random.Generator, layers: list[Layer], texture: np.ndarray, mask: np.ndarray,
                lo: float, hi: float, slant: float, curved_prob: float,
-               follow: tuple[float, float, float] | None = None) -> None:
-    box = mask_bbox(mask)
+               follow: tuple[float, float, float] | None = None, sliding: bool = False) -> None:
+    # a sliding layer (sequences) can be anywhere on its canvas: fit its depth over all of it
+    box = (0, mask.shape[0], 0, mask.shape[1]) if sliding else mask_bbox(mask)
     if box is None:
         return
     layer = Layer(texture, mask, _fit_plane(rng, box, lo, hi, slant, follow))
@@ -131,8 +132,10 @@ def _depth_range(rng: np.random.Generator, dmax: float) -> tuple[float, float]:
     return far, near
 
 
-def random_scene(rng: np.random.Generator, params: SceneParams, textures: TextureBank | None = None) -> list[Layer]:
-    """The layers of one scene (background first), every disparity within [0, max_disparity_px]."""
+def random_scene(rng: np.random.Generator, params: SceneParams, textures: TextureBank | None = None,
+                 sliding: bool = False) -> list[Layer]:
+    """The layers of one scene (background first), every disparity within [0, max_disparity_px];
+    with `sliding`, wherever a layer moves on its canvas."""
     h, w, dmax = params.height, params.width, params.max_disparity_px
     canvas_w = w + int(np.ceil(dmax)) + 2
     far, near = _depth_range(rng, dmax)
@@ -163,13 +166,13 @@ def random_scene(rng: np.random.Generator, params: SceneParams, textures: Textur
                    0.3 * dmax / w, 0.0)
         for _ in range(int(rng.integers(params.min_layers, params.max_layers + 1)) - 1):
             _add_layer(rng, layers, _texture(rng, params, textures, h, canvas_w), blob_mask(rng, h, canvas_w),
-                       far, near, 0.2 * dmax / w, params.curved_prob)
+                       far, near, 0.2 * dmax / w, params.curved_prob, sliding=sliding)
     if rng.random() < params.thin_structure_prob:
         for _ in range(int(rng.integers(1, params.max_thin_structures + 1))):
             lo = far + (near - far) * rng.uniform(0.3, 1.0)
             _add_layer(rng, layers, _thin_texture(rng, params, textures, h, canvas_w),
                        thin_structure_mask(rng, h, canvas_w), lo, max(lo, dmax * rng.uniform(0.5, 1.0)),
-                       0.3 * dmax / w, 0.0)
+                       0.3 * dmax / w, 0.0, sliding=sliding)
     return layers
 
 
@@ -253,7 +256,10 @@ class SyntheticSequence:
     def __init__(self, params: SceneParams, seed: int = 7, textures: TextureBank | None = None) -> None:
         self.params = params
         rng = np.random.default_rng(seed)
-        self.layers = random_scene(rng, replace(params, photo_scene_prob=0.0), textures)
+        # Blobs on planes only: photo regions, thin structures and curves would wrap around
+        # the canvas as they slide, and the demo's scene should stay easy to read.
+        simple = replace(params, photo_scene_prob=0.0, thin_structure_prob=0.0, curved_prob=0.0)
+        self.layers = random_scene(rng, simple, textures, sliding=True)
         self.speeds_px = [0.0] + [float(rng.uniform(-3.0, 3.0)) for _ in self.layers[1:]]
 
     def frame(self, index: int) -> StereoSample:
