@@ -11,6 +11,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .procedural import clip01
+from .render import to_uint8
+
 
 @dataclass(frozen=True)
 class Photometric:
@@ -28,20 +31,21 @@ class Photometric:
     vertical_jitter_px: float = 0.5  # residual rectification error of the right view, max |dy|
 
     def apply(self, rng: np.random.Generator, image: np.ndarray, right: bool = False) -> np.ndarray:
-        x = image.astype(np.float32) / 255.0
+        x = image.astype(np.float32) * np.float32(1.0 / 255.0)
         height, width = x.shape[:2]
         if right and self.vertical_jitter_px > 0:
             x = self._misrectify(rng, x)
         x = self._vignette(rng, x)
-        x = np.power(np.clip(x, 0, 1), rng.uniform(*self.gamma_range))
+        x = cv2.pow(clip01(x), float(rng.uniform(*self.gamma_range)))
         gain = rng.uniform(*self.gain_range) * (1 + rng.uniform(-self.colour_jitter, self.colour_jitter, 3))
         x = x * gain.astype(np.float32) + np.float32(rng.uniform(*self.bias_range))
         if rng.random() < self.blur_prob:
             x = cv2.GaussianBlur(x, (0, 0), rng.uniform(0.3, 1.2))
         read, shot = rng.uniform(*self.noise_std_range), rng.uniform(*self.shot_noise_range)
-        std = np.sqrt(read ** 2 + shot * np.clip(x, 0, 1)).astype(np.float32)
-        x = x + std * rng.standard_normal((height, width, 3), dtype=np.float32)
-        out = np.clip(x * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        if read > 0 or shot > 0:
+            std = cv2.sqrt(np.float32(read ** 2) + np.float32(shot) * clip01(x.copy()))
+            x += std * rng.standard_normal((height, width, 3), dtype=np.float32)
+        out = to_uint8(x)
         if rng.random() < self.jpeg_prob:
             quality = int(rng.integers(self.jpeg_quality_range[0], self.jpeg_quality_range[1] + 1))
             ok, encoded = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, quality])

@@ -159,7 +159,10 @@ def occlusion(disparity_left: np.ndarray, disparity_right: np.ndarray, tolerance
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
-    return np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    """[0, 1] floats to uint8, rounded and saturated (np.clip is slow on large float arrays)."""
+    scaled = image * np.float32(255.0) + np.float32(0.5)
+    np.maximum(scaled, 0.0, out=scaled)
+    return np.minimum(scaled, 255.0, out=scaled).astype(np.uint8)
 
 
 def finish(rendered: Rendered) -> StereoSample:

@@ -197,7 +197,7 @@ class TextureBank:
         present = np.flatnonzero(np.bincount(labels.ravel(), minlength=len(photo.segments.colour_lab)))
         centre = photo.segments.centre_xy[present]
         crop_xy = np.stack([(centre[:, 0] - x0) * scale, (centre[:, 1] - y0) * scale], 1)
-        position_weight = rng.uniform(0.05, 0.4) * 100.0 / max(height, width)  # Lab units per px
+        position_weight = rng.uniform(0.3, 1.2) * 100.0 / max(height, width)  # Lab units per px: compact regions
         features = np.concatenate([photo.segments.colour_lab[present], crop_xy * position_weight], 1)
         groups = merge_superpixels(rng, features.astype(np.float32), regions)
         lookup = np.zeros(len(photo.segments.colour_lab), np.int32)
