@@ -126,8 +126,9 @@ def _thin_texture(rng: np.random.Generator, params: SceneParams, textures: Textu
 
 
 def _depth_range(rng: np.random.Generator, dmax: float) -> tuple[float, float]:
-    """The scene's far and near disparity: the near end is often large (dmax * sqrt(u))."""
-    near = dmax * float(np.sqrt(rng.uniform(0.05, 1.0)))
+    """The scene's far and near disparity: the near end is often large (dmax * sqrt(u)), and at the
+    limit in about one scene in five, so the top of the range is trained too."""
+    near = dmax * min(1.0, float(np.sqrt(rng.uniform(0.05, 1.25))))
     far = near * rng.uniform(0.0, 0.6)
     return far, near
 
