@@ -166,9 +166,10 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
 
 
 def finish(rendered: Rendered) -> StereoSample:
-    """uint8 views, float32 disparities; pixels no layer covers get disparity 0 (scenes avoid them)."""
-    disp_l = np.where(np.isfinite(rendered.disparity_left), rendered.disparity_left, 0.0).astype(np.float32)
-    disp_r = np.where(np.isfinite(rendered.disparity_right), rendered.disparity_right, 0.0).astype(np.float32)
+    """uint8 views, float32 disparities; pixels no layer covers get disparity 0 (scenes avoid them).
+    Disparities are clamped at 0: scenes are built >= 0, float rounding can leave -1e-8."""
+    disp_l = np.where(np.isfinite(rendered.disparity_left), np.maximum(rendered.disparity_left, 0.0), 0.0).astype(np.float32)
+    disp_r = np.where(np.isfinite(rendered.disparity_right), np.maximum(rendered.disparity_right, 0.0), 0.0).astype(np.float32)
     occluded = occlusion(rendered.disparity_left, rendered.disparity_right)
     return StereoSample(to_uint8(rendered.left), to_uint8(rendered.right), disp_l, disp_r, occluded)
 

@@ -189,6 +189,9 @@ def render_scene(rng: np.random.Generator, params: SceneParams, textures: Textur
     sample = finish(rendered)
     if sample.disparity_px.max(initial=0.0) > params.max_disparity_px + 1e-3:
         raise AssertionError(f"scene disparity {sample.disparity_px.max():.2f} > {params.max_disparity_px}")
+    limit = np.float32(params.max_disparity_px)  # scenes are built within range: this only removes rounding
+    np.minimum(sample.disparity_px, limit, out=sample.disparity_px)
+    np.minimum(sample.disparity_right_px, limit, out=sample.disparity_right_px)
     return sample
 
 
