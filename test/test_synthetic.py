@@ -179,6 +179,16 @@ def test_photo_regions_follow_image_edges(bank):
     assert np.mean(ratios) > 1.5, ratios
 
 
+def test_no_texture_bank_hides_in_the_generator_modules():
+    """Photos reach a generator only through the caller's TextureBank (issue 8: no module-level cache
+    that makes samples depend on what is installed)."""
+    from ros2_stereo_depth.data import camera, procedural, render as render_module, segmentation, synthetic, textures
+    for module in (camera, procedural, render_module, segmentation, synthetic, textures):
+        for name, value in vars(module).items():
+            assert not isinstance(value, (TextureBank, np.ndarray)), f"{module.__name__}.{name}"
+    assert SyntheticStereo().textures is None and SyntheticSequence(SceneParams(32, 48, 8.0)).layers
+
+
 def test_sequence_moves_between_frames():
     seq = SyntheticSequence(SceneParams(48, 64, 16.0), seed=2)
     f0, f1 = seq.frame(0), seq.frame(5)

@@ -54,14 +54,17 @@ class Photometric:
         return out
 
     def _misrectify(self, rng: np.random.Generator, x: np.ndarray) -> np.ndarray:
-        """Vertical offset dy(x) = dy0 + s*(x - w/2) with |dy| <= vertical_jitter_px everywhere: a
-        small vertical shift and tilt of the epipolar lines, with no horizontal component."""
-        height, width = x.shape[:2]
+        """Vertical offset dy(x) = dy0 + s*x with |dy| <= vertical_jitter_px everywhere: a small
+        vertical shift and tilt of the epipolar lines, with no horizontal component (an affine
+        warp whose matrix has no x row terms)."""
+        width = x.shape[1]
         limit = self.vertical_jitter_px
         at_left, at_right = rng.uniform(-limit, limit, 2)
-        dy = np.linspace(at_left, at_right, width, dtype=np.float32)
-        ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
-        return cv2.remap(x, xs, ys + dy[None, :], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        slope = (at_right - at_left) / max(width - 1, 1)
+        # inverse map: source (x, y) = (x, y + at_left + slope * x) for destination (x, y)
+        matrix = np.float32([[1, 0, 0], [slope, 1, at_left]])
+        return cv2.warpAffine(x, matrix, (width, x.shape[0]), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                              borderMode=cv2.BORDER_REFLECT)
 
     def _vignette(self, rng: np.random.Generator, x: np.ndarray) -> np.ndarray:
         strength = rng.uniform(*self.vignetting_range)

@@ -146,16 +146,14 @@ def render_layers(layers: list[Layer], height: int, width: int, offsets_px: list
 def occlusion(disparity_left: np.ndarray, disparity_right: np.ndarray, tolerance_px: float = 1.0) -> np.ndarray:
     """A left pixel is visible on the right when the right view shows the same surface there (within
     `tolerance_px` at the nearest right pixel) and its match lies inside the right image."""
-    height, width = disparity_left.shape
-    ys, xs = np.mgrid[0:height, 0:width]
+    width = disparity_left.shape[1]
     finite = np.isfinite(disparity_left)
-    xr_exact = np.where(finite, xs - disparity_left, -1.0)
-    xr = np.rint(xr_exact).astype(np.int64)
+    xr_exact = np.where(finite, np.arange(width, dtype=np.float32)[None, :] - disparity_left, -1.0)
     # inside means interpolable: a match in the last half pixel has only one neighbour
-    inside = (xr_exact >= 0) & (xr_exact <= width - 1) & finite
-    seen = np.full((height, width), -np.inf, np.float32)
-    seen[inside] = disparity_right[ys[inside], xr[inside]]
-    return ~inside | (np.abs(seen - disparity_left) > tolerance_px)
+    inside = (xr_exact >= 0) & (xr_exact <= width - 1)
+    xr = np.clip(np.rint(xr_exact), 0, width - 1).astype(np.int64)
+    seen = np.take_along_axis(disparity_right, xr, axis=1)
+    return ~inside | ~(np.abs(seen - disparity_left) <= tolerance_px)
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:

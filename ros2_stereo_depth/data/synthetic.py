@@ -154,13 +154,22 @@ def random_scene(rng: np.random.Generator, params: SceneParams, textures: Textur
         # rest float at their own depth: real photos are mostly continuous surfaces.
         scene = _fit_plane(rng, (0, h, 0, canvas_w), far, near, 1.5 * (near - far) / w)
         attached = rng.uniform(0.6, 1.0)
+        # Sometimes the largest region is painted one colour: a large textureless wall or sky.
+        flat_region = -1
+        if rng.random() < 2 * params.textureless_prob:
+            flat_region = int(np.argmax(np.bincount(photo.regions.ravel(), minlength=photo.count)))
         for k in range(photo.count):
             mask = (photo.regions == k).astype(np.uint8)
             follow = None
             if rng.random() < attached:
                 step = rng.normal(0.0, 0.05) * (near - far)
                 follow = (scene[0] + step, scene[1], scene[2])
-            _add_layer(rng, layers, photo.image, mask, far, near, 0.4 * (near - far) / w + 0.1, params.curved_prob,
+            texture = photo.image
+            if k == flat_region:
+                colour = photo.image[mask > 0].mean(axis=0) / 255.0 if mask.any() else rng.random(3)
+                texture = np.empty((h, canvas_w, 3), np.float32)
+                texture[:] = np.clip(colour + rng.normal(0, 0.05, 3), 0, 1).astype(np.float32)
+            _add_layer(rng, layers, texture, mask, far, near, 0.4 * (near - far) / w + 0.1, params.curved_prob,
                        follow)
     else:
         _add_layer(rng, layers, _texture(rng, params, textures, h, canvas_w), full, 0.0, max(0.0, far - gap),
