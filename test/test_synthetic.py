@@ -11,7 +11,8 @@ import pytest
 from ros2_stereo_depth.data.camera import Photometric
 from ros2_stereo_depth.data.procedural import thin_structure_mask
 from ros2_stereo_depth.data.render import Rendered, add_specular, render_layers
-from ros2_stereo_depth.data.synthetic import Layer, SceneParams, SyntheticSequence, SyntheticStereo, render
+from ros2_stereo_depth.data.synthetic import (Layer, SceneParams, SyntheticSequence, SyntheticStereo, random_scene,
+                                              render)
 from ros2_stereo_depth.data.textures import TEXTURE_SOURCES, TextureBank, TextureSource, is_excluded, source_files
 
 OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
@@ -75,6 +76,21 @@ def test_right_view_warped_by_ground_truth_reproduces_left(bank, photo_scene_pro
         exact, wrong = warp_error(sample)
         assert exact < 0.03 and wrong > 2.0 * exact, (i, exact, wrong)
         assert 0.0 < sample.occluded.mean() < 0.6
+
+
+def test_photo_scene_left_view_is_the_photo_itself(bank):
+    """Stereo from a single image: the photo's regions tile the left view, so (without thin
+    structures or a flat-painted region) the left image is exactly the photo crop, and every left
+    pixel's disparity comes from the region under it, none from the background photo behind."""
+    params = SceneParams(80, 120, 30.0, photo_scene_prob=1.0, thin_structure_prob=0.0, textureless_prob=0.0)
+    for seed in range(3):
+        layers = random_scene(np.random.default_rng(seed), params, bank)
+        photo = layers[1].texture
+        assert photo.dtype == np.uint8 and all(layer.texture is photo for layer in layers[1:])
+        rendered = render_layers(layers, params.height, params.width)
+        np.testing.assert_array_equal(np.rint(rendered.left * 255).astype(np.uint8), photo[:, :params.width])
+        assert (rendered.layer_left >= 1).all() and (rendered.layer_right >= 0).all()
+        assert (rendered.layer_right == 0).any()  # disocclusions show the photo behind
 
 
 def test_curved_surface_right_view_sees_the_point_whose_disparity_maps_there():
