@@ -80,9 +80,10 @@ def test_right_view_warped_by_ground_truth_reproduces_left(bank, photo_scene_pro
 
 def test_photo_scene_left_view_is_the_photo_itself(bank):
     """Stereo from a single image: the photo's regions tile the left view, so (without thin
-    structures or a flat-painted region) the left image is exactly the photo crop, and every left
+    structures, objects in front or a flat-painted region) the left image is exactly the photo crop, and every left
     pixel's disparity comes from the region under it, none from the background photo behind."""
-    params = SceneParams(80, 120, 30.0, photo_scene_prob=1.0, thin_structure_prob=0.0, textureless_prob=0.0)
+    params = SceneParams(80, 120, 30.0, photo_scene_prob=1.0, thin_structure_prob=0.0, textureless_prob=0.0,
+                         max_photo_objects=0)
     for seed in range(3):
         layers = random_scene(np.random.default_rng(seed), params, bank)
         photo = layers[1].texture

@@ -40,6 +40,7 @@ class SceneParams:
     photo_scene_prob: float = 0.7  # share of scenes cut from a segmented photo (with a bank)
     min_regions: int = 4  # photo scenes: regions the photo is cut into
     max_regions: int = 24
+    max_photo_objects: int = 2  # photo scenes: 0..this many blobs (other textures) in front of the photo
     repetitive_prob: float = 0.1  # share of procedural layers with stripes, checks or bricks
     curved_prob: float = 0.3  # share of layers on a curved surface instead of a plane
     max_thin_structures: int = 3  # 0..this many thin layers (branches, wires, fences, railings) per scene
@@ -171,6 +172,10 @@ def random_scene(rng: np.random.Generator, params: SceneParams, textures: Textur
                 texture[:] = np.clip(colour + rng.normal(0, 0.05, 3), 0, 1).astype(np.float32)
             _add_layer(rng, layers, texture, mask, far, near, 0.4 * (near - far) / w + 0.1, params.curved_prob,
                        follow)
+        for _ in range(int(rng.integers(0, params.max_photo_objects + 1))):  # objects in front of the photo
+            lo = far + (near - far) * rng.uniform(0.3, 1.0)
+            _add_layer(rng, layers, _texture(rng, params, textures, h, canvas_w), blob_mask(rng, h, canvas_w),
+                       lo, near, 0.2 * dmax / w, params.curved_prob)
     else:
         _add_layer(rng, layers, _texture(rng, params, textures, h, canvas_w), full, 0.0, max(0.0, far - gap),
                    0.3 * dmax / w, 0.0)
