@@ -117,7 +117,9 @@ def render_layers(layers: list[Layer], height: int, width: int, offsets_px: list
                 c0, c1 = (0, width) if offset else (x0, min(x1, width))
             else:
                 d_lo, d_hi = _layer_disparity_range(layer, box)
-                c0, c1 = (0, width) if offset else (max(0, int(np.floor(x0 - d_hi)) - 1), min(width, int(np.ceil(x1 - d_lo)) + 1))
+                # the layer's columns in the right view: its box moved left by its disparity range
+                c0, c1 = (0, width) if offset else (max(0, int(np.floor(x0 - d_hi)) - 1),
+                                                    min(width, int(np.ceil(x1 - d_lo)) + 1))
             if c1 <= c0:
                 continue
             target = (slice(y0, y1), slice(c0, c1))
@@ -166,8 +168,10 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
 def finish(rendered: Rendered) -> StereoSample:
     """uint8 views, float32 disparities; pixels no layer covers get disparity 0 (scenes avoid them).
     Disparities are clamped at 0: scenes are built >= 0, float rounding can leave -1e-8."""
-    disp_l = np.where(np.isfinite(rendered.disparity_left), np.maximum(rendered.disparity_left, 0.0), 0.0).astype(np.float32)
-    disp_r = np.where(np.isfinite(rendered.disparity_right), np.maximum(rendered.disparity_right, 0.0), 0.0).astype(np.float32)
+    def clean(disparity: np.ndarray) -> np.ndarray:
+        return np.where(np.isfinite(disparity), np.maximum(disparity, 0.0), 0.0).astype(np.float32)
+
+    disp_l, disp_r = clean(rendered.disparity_left), clean(rendered.disparity_right)
     occluded = occlusion(rendered.disparity_left, rendered.disparity_right)
     return StereoSample(to_uint8(rendered.left), to_uint8(rendered.right), disp_l, disp_r, occluded)
 
@@ -196,8 +200,8 @@ def add_specular(rng: np.random.Generator, rendered: Rendered, layer: int, ampli
     cx, cy = float(xs[pick]), float(ys[pick])
     height, width = on_left.shape
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    right_surface_x = xx + np.where(np.isfinite(rendered.disparity_right), rendered.disparity_right, 0.0)
     for image, on, surface_x in ((rendered.left, on_left, xx - cx),
-                                 (rendered.right, rendered.layer_right == layer,
-                                  xx + np.where(np.isfinite(rendered.disparity_right), rendered.disparity_right, 0.0) - cx - shift_px)):
+                                 (rendered.right, rendered.layer_right == layer, right_surface_x - cx - shift_px)):
         glow = amplitude * np.exp(-(surface_x ** 2 + (yy - cy) ** 2) / np.float32(2 * sigma_px ** 2)) * on
         image += glow[..., None].astype(np.float32) * (1.0 - image)
