@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from ros2_stereo_depth.cli import main
-from ros2_stereo_depth.weights import shipped_weights
+from ros2_stereo_depth.artifacts.weights import shipped_weights
 
 ALOE = Path("/usr/share/doc/opencv-doc/examples/data")
 PAIR = ["--left", str(ALOE / "aloeL.jpg"), "--right", str(ALOE / "aloeR.jpg"), "--gt", str(ALOE / "aloeGT.png")]

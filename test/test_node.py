@@ -22,7 +22,7 @@ from sensor_msgs.msg import PointField
 from ros2_stereo_depth.image_encoding import image_to_array, image_to_rgb
 from ros2_stereo_depth.ros.conversions import unpack_rgb
 from ros2_stereo_depth.ros.sync import ExactTimeSync
-from ros2_stereo_depth.weights import shipped_weights
+from ros2_stereo_depth.artifacts.weights import shipped_weights
 
 from ros_harness import BASELINE, FRAME_ID, Harness, stereo_pair
 

@@ -10,6 +10,7 @@ Formats (`data_format`; 'auto' detects by layout):
   eth3d           <scene>/im0.png, im1.png, disp0GT.pfm (inf = invalid), mask0nocc.png (255 = non-occluded;
                   the official metric, so only those pixels are valid). MiddEval3 uses the same layout.
   folder          left/*.png + right/*.png with matching names, no ground truth (self-supervised)
+  (auto only)     a ROS 2 bag: .mcap / .db3 file or rosbag2 directory (data/bags.py; self-supervised only)
 A directory that is itself one scene (Middlebury / ETH3D) is accepted as a one-scene dataset.
 """
 from __future__ import annotations
@@ -222,10 +223,17 @@ class StereoDataset(Dataset):
 
 
 def open_training_dataset(directory: str | Path, data_format: str = "auto", mode: str = "supervised",
-                          gt_scale: float | None = None) -> StereoDataset:
-    """Full-size StereoPairs (the training loop crops). Self-supervised: images only."""
+                          gt_scale: float | None = None, left_topic: str | None = None,
+                          right_topic: str | None = None) -> Dataset:
+    """Full-size StereoPairs (the training loop crops). Self-supervised: images only.
+    A ROS 2 bag (data/bags.py) is read as its stereo pairs; the topics are needed only when ambiguous."""
     if mode not in MODES:
         raise ValueError(f"unknown training mode {mode!r}; choose one of {MODES}")
+    from .bags import is_bag, open_bag_dataset  # noqa: PLC0415 (rosbags only when a bag is given)
+    if data_format == "auto" and is_bag(directory):
+        if mode == "supervised":
+            raise ValueError(f"{directory}: a bag has no ground-truth disparity; use --mode self-supervised")
+        return open_bag_dataset(directory, left_topic, right_topic)
     pairs = list_pairs(directory, data_format, gt_scale)
     if mode == "supervised" and any(p.ground_truth is None for p in pairs):
         raise ValueError(f"{directory}: no ground-truth disparity for supervised training; use --mode self-supervised")

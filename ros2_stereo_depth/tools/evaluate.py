@@ -24,7 +24,7 @@ from ..fileio import read_rgb
 from ..normalisation import normalise
 from ..pair import StereoPair
 from ..model import StereoNet
-from ..weights import describe, load_model
+from ..artifacts.weights import describe, load_model
 
 
 def rescale_item(item: StereoPair, scale: float) -> StereoPair:

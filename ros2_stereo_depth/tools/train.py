@@ -26,7 +26,7 @@ from ..pair import StereoPair
 from ..training.batches import collate, random_crop
 from ..training.checkpoint import load_checkpoint, save_checkpoint
 from ..training.losses import supervised_loss
-from ..weights import load_model, save_weights
+from ..artifacts.weights import load_model, save_weights
 
 
 @dataclass(frozen=True)
