@@ -108,10 +108,10 @@ CONFIGS: dict[str, ModelConfig] = {
     # convolutions cheap; the half-resolution refinement restores the detail. Search range 128 px: what
     # the shipped weights were trained with (weights/fast.json, info.settings.max_disparity).
     "fast": ModelConfig("fast", feature_channels=48, groups=8, downsample=8, aggregation_channels=16, refine=True,
-                        max_disparity=128, height=480, width=640, upsample="convex"),
-    # More channels; for desktop GPUs (no shipped weights).
+                        max_disparity=128, height=480, width=640),
+    # More channels, a 1/4 volume and learned (convex) upsampling; for desktop GPUs (no shipped weights yet).
     "accurate": ModelConfig("accurate", feature_channels=64, groups=16, downsample=4, aggregation_channels=32,
-                            refine=True, max_disparity=192, height=480, width=640),
+                            refine=True, max_disparity=192, height=480, width=640, upsample="convex"),
 }
 
 
