@@ -7,12 +7,7 @@ accuracy is only asserted with shipped tiny weights; geometry and message layout
 """
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -34,7 +29,6 @@ from ros2_stereo_depth.weights import shipped_weights
 from ros_harness import BASELINE, FRAME_ID, Harness, stereo_pair
 
 torch.set_num_threads(1)
-ROOT = Path(__file__).resolve().parents[1]
 NODE_PARAMS = {"backend": "torch", "config": "tiny", "threads": 1, "min_confidence": 0.0, "min_disparity": 0.0}
 
 
@@ -293,63 +287,3 @@ def test_approximate_sync_pairs_within_tolerance():
     unbounded = ApproximateTimeSync(["l", "r"], 5, lambda s: sets.append([m.ns for m in s]))
     unbounded.add(0, Msg(2000 * ms)); unbounded.add(0, Msg(2050 * ms)); unbounded.add(1, Msg(2045 * ms))  # noqa: E702
     assert sets[-1] == [2050 * ms, 2045 * ms] and unbounded.dropped == 1  # the nearest left image
-
-
-def test_main_runs_with_params_file(tmp_path):
-    """`python -m ros2_stereo_depth.ros.node --ros-args --params-file ...` (the console script calls the
-    same main): ONNX Runtime with the model exported at start-up, one frame through, clean SIGINT exit."""
-    params = tmp_path / "params.yaml"
-    text = (ROOT / "config" / "stereo_depth.yaml").read_text()
-    text = text.replace("backend: auto", "backend: onnxruntime").replace("config: fast", "config: tiny")
-    params.write_text(text.replace("threads: 0", "threads: 1").replace("qos_reliability: best_effort",
-                                                                       "qos_reliability: reliable"))
-    proc = subprocess.Popen([sys.executable, "-m", "ros2_stereo_depth.ros.node", "--ros-args",
-                             "--params-file", str(params), "-r", "__ns:=/test_main"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ))
-    client = Harness("/test_main", {}, reliable=True, start_node=False)
-    try:
-        client.wait_connected(timeout=90.0)
-        sample = stereo_pair(256, 192)
-        out = client.wait_for(client.publish(client.messages(sample.left, sample.right, client.next_header())),
-                              timeout=60.0)
-        assert (out["disparity"].image.width, out["disparity"].image.height) == (256, 192)
-        assert np.isfinite(image_to_array(out["disparity"].image)).all()
-    finally:
-        client.close()
-        proc.send_signal(signal.SIGINT)
-        try:
-            log, _ = proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            log, _ = proc.communicate()
-    assert proc.returncode == 0, log
-    assert "backend onnxruntime on cpu, input 256x192" in log, log
-
-
-def test_launch_file_and_params_file():
-    """launch_ros is not installable here: check the launch file's structure statically, and that every
-    parameter in the shipped params file is one the node declares, with the declared type."""
-    import ast
-
-    import yaml
-
-    from ros2_stereo_depth.ros.node import PARAMETERS
-
-    source = (ROOT / "launch" / "stereo_depth.launch.py").read_text()
-    tree = ast.parse(source)
-    calls = {node.func.id: node for node in ast.walk(tree) if isinstance(node, ast.Call)
-             and isinstance(node.func, ast.Name)}
-    keywords = {k.arg: k.value for k in calls["Node"].keywords}
-    assert ast.literal_eval(keywords["package"]) == "ros2_stereo_depth"
-    assert ast.literal_eval(keywords["executable"]) == "stereo_depth_node"  # a console_scripts entry in setup.py
-    assert {"namespace", "parameters", "remappings"} <= set(keywords)
-    assert "generate_launch_description" in {f.name for f in tree.body if isinstance(f, ast.FunctionDef)}
-    declared = {ast.literal_eval(c.args[0]) for c in ast.walk(tree) if isinstance(c, ast.Call)
-                and getattr(c.func, "id", "") == "DeclareLaunchArgument" and c.args
-                and isinstance(c.args[0], ast.Constant)}
-    assert {"namespace", "params_file"} <= declared
-    params = yaml.safe_load((ROOT / "config" / "stereo_depth.yaml").read_text())["/**"]["ros__parameters"]
-    assert set(params) == set(PARAMETERS)
-    for name, value in params.items():
-        assert type(value) is type(PARAMETERS[name].default), f"{name}: {value!r} has the wrong type"
-        assert value == PARAMETERS[name].default, f"{name}: params file and node defaults differ"

@@ -126,10 +126,21 @@ def _one_line_error(command: list[str]) -> str:
     (["-p", "queue_size:=0"], "parameter queue_size = 0 is not allowed: use an integer in [1, 100]"),
     (["-p", "qos_reliability:=sometimes"], "parameter qos_reliability = 'sometimes' is not allowed: use one of "
                                            "best_effort, reliable"),
-    (["-p", "min_disparity:=nan"], "parameter min_disparity = nan is not allowed"),
-], ids=["queue_size", "reliability", "nan"])
+], ids=["queue_size", "reliability"])
 def test_parameter_errors_are_one_line(extra, expected):
     assert expected in _one_line_error(node_command(*extra, namespace="/bad_param"))
+
+
+def test_parameter_checks():
+    from ros2_stereo_depth.ros.node import PARAMETERS
+    from ros2_stereo_depth.ros.params import check_value
+
+    assert check_value("min_disparity", PARAMETERS["min_disparity"], 0) == 0.0  # an integer where a float is meant
+    assert type(check_value("min_disparity", PARAMETERS["min_disparity"], 0)) is float
+    for name, value in (("min_disparity", float("nan")), ("min_disparity", True), ("queue_size", 5.0),
+                        ("min_confidence", 1.5), ("use_color", 1), ("backend", "cuda")):
+        with pytest.raises(ParameterError, match=f"parameter {name} = "):
+            check_value(name, PARAMETERS[name], value)
 
 
 def test_missing_params_file_is_one_line(tmp_path):

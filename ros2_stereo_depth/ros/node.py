@@ -210,9 +210,12 @@ class StereoDepthPipeline:
 
     def _problem(self, topic: str, kind: str, text: str, error: bool = True) -> None:
         (self.health.refuse if error else self.health.warn)(topic, kind)
-        if self.throttle((topic, kind)):
-            log = self.node.get_logger()
-            (log.error if error else log.warning)(text)
+        if not self.throttle((topic, kind)):
+            return
+        if error:  # two call sites: rclpy refuses one call site with two severities
+            self.node.get_logger().error(text)
+        else:
+            self.node.get_logger().warning(text)
 
     def _wanted(self) -> set[str]:
         p = self.params
