@@ -20,6 +20,10 @@ class StereoDepthLifecycleNode(LifecycleNode):
         super().__init__("stereo_depth_node", **kwargs)
         self.pipeline = StereoDepthPipeline(self)  # declares (and checks) the parameters
 
+    @property
+    def health(self):  # noqa: ANN201 - as StereoDepthNode.health
+        return self.pipeline.health
+
     def _stage(self, stage: str) -> TransitionCallbackReturn:
         try:
             getattr(self.pipeline, stage)()
