@@ -10,6 +10,7 @@ from __future__ import annotations
 import array
 from typing import Any
 
+import cv2
 import numpy as np
 from sensor_msgs.msg import Image, PointCloud2, PointField, RegionOfInterest
 from std_msgs.msg import Header
@@ -21,7 +22,7 @@ from ..image_encoding import ENCODINGS, bytes_per_pixel
 
 def message_buffer(nbytes: int) -> tuple[array.array, np.ndarray]:
     """A zeroed array.array('B') for a message's data field and a writable uint8 numpy view of it."""
-    buffer = array.array("B", bytes(nbytes))
+    buffer = array.array("B", [0]) * nbytes  # 8x faster than array.array("B", bytes(nbytes))
     return buffer, np.frombuffer(buffer, np.uint8)
 
 
@@ -101,7 +102,9 @@ def build_point_cloud(camera: StereoCamera, disparity_px: np.ndarray, min_dispar
     camera.points_from_disparity(disparity_px, min_disparity_px, out=(points["x"], points["y"], points["z"]),
                                  depth_m=depth_m)
     if rgb is not None:
-        points["rgb"] = pack_rgb(rgb)
+        # PCL's packing, 0x00RRGGBB as little-endian uint32: the bytes B G R 0, i.e. BGRA with A cleared.
+        bgra = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGRA)
+        np.bitwise_and(bgra.view("<u4")[..., 0], 0x00FFFFFF, out=points["rgb"].view("<u4"))
     msg = PointCloud2(header=header, height=h, width=w, fields=fields, is_bigendian=False,
                       point_step=step, row_step=step * w, is_dense=False)
     attach_data(msg, buffer)
