@@ -25,7 +25,10 @@ from ros_harness import Harness, stereo_pair
 torch.set_num_threads(1)
 NS = "/test_lifecycle"
 PARAMS = {"backend": "torch", "config": "tiny", "threads": 1, "min_disparity": 0, "approximate_sync": True,
-          "approximate_sync_tolerance_seconds": 0.01}
+          "approximate_sync_tolerance_seconds": 0.01,
+          # one topic's QoS overridden (qos_overrides); the others keep qos_reliability (best_effort)
+          f"qos_overrides.{NS}/left/image_rect.subscription.reliability": "reliable",
+          f"qos_overrides.{NS}/disparity/image_color.publisher.reliability": "best_effort"}
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +90,30 @@ def test_transitions(harness):
     h.wait_connected()
     out = h.wait_for(h.publish(h.messages(sample.left, sample.right, h.next_header())), names=("disparity",))
     assert out["disparity"].min_disparity == 0.0  # the integer 0 from the parameters, as a float
+
+
+def test_qos_overrides_on_every_topic(harness):
+    from rclpy.qos import ReliabilityPolicy
+
+    from ros2_stereo_depth.ros.node import COLOUR_TOPIC, INPUTS, OUTPUT_TYPES
+
+    h = harness
+    if call(h.get, GetState.Request()).current_state.id != State.PRIMARY_STATE_ACTIVE:
+        pytest.skip("needs the active node of test_transitions")
+    for topic in [t for t, _ in INPUTS] + [COLOUR_TOPIC]:
+        assert h.node.has_parameter(f"qos_overrides.{NS}/{topic}.subscription.reliability"), topic
+    for topic in OUTPUT_TYPES:
+        assert h.node.has_parameter(f"qos_overrides.{NS}/{topic}.publisher.depth"), topic
+
+    def reliability(topic, kind):  # as the DDS graph reports the node's endpoint
+        get = h.client.get_subscriptions_info_by_topic if kind == "sub" else h.client.get_publishers_info_by_topic
+        infos = [i for i in get(f"{NS}/{topic}") if i.node_name == "stereo_depth_node"]
+        assert len(infos) == 1, infos
+        return infos[0].qos_profile.reliability
+    assert reliability("left/image_rect", "sub") == ReliabilityPolicy.RELIABLE  # overridden
+    assert reliability("right/image_rect", "sub") == ReliabilityPolicy.BEST_EFFORT  # qos_reliability
+    assert reliability("disparity/image_color", "pub") == ReliabilityPolicy.BEST_EFFORT  # overridden
+    assert reliability("disparity", "pub") == ReliabilityPolicy.RELIABLE
 
 
 def _shifted(h, msgs, right_offset_ns: int):

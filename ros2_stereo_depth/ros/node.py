@@ -19,6 +19,7 @@ displace a valid one.
 """
 from __future__ import annotations
 
+import copy
 import sys
 import threading
 import time
@@ -138,8 +139,9 @@ class StereoDepthPipeline:
         p, node = self.params, self.node
         overrides = QoSOverridingOptions.with_default_policies()
         pub_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=2, reliability=ReliabilityPolicy.RELIABLE)
-        self.pubs = {name: node.create_publisher(OUTPUT_TYPES[name], name, pub_qos, qos_overriding_options=overrides)
-                     for name in OUTPUTS}
+        # copy.copy per entity: rclpy applies qos_overrides to the profile object it is given, in place.
+        self.pubs = {name: node.create_publisher(OUTPUT_TYPES[name], name, copy.copy(pub_qos),
+                                                 qos_overriding_options=overrides) for name in OUTPUTS}
         if p["use_system_default_qos"]:
             sub_qos = QoSProfile(**{k: getattr(qos_profile_system_default, k) for k in ("history", "reliability",
                                                                                            "durability")},
@@ -155,9 +157,9 @@ class StereoDepthPipeline:
         else:
             self.sync = ExactTimeSync(topics, p["queue_size"], self._on_set)
         self.subs = [node.create_subscription(msg_type, topic, lambda msg, i=i, t=topic: self._on_message(i, t, msg),
-                                              sub_qos, qos_overriding_options=overrides)
+                                              copy.copy(sub_qos), qos_overriding_options=overrides)
                      for i, (topic, msg_type) in enumerate(INPUTS)]
-        self.subs.append(node.create_subscription(Image, COLOUR_TOPIC, self._on_colour, sub_qos,
+        self.subs.append(node.create_subscription(Image, COLOUR_TOPIC, self._on_colour, copy.copy(sub_qos),
                                                   qos_overriding_options=overrides))
         self.topic_names = [s.topic_name for s in self.subs]  # resolved, for messages
         self.stopping, self.pending = False, None
