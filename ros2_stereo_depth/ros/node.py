@@ -124,7 +124,12 @@ class StereoDepthPipeline:
                                  engine_path=p["engine_path"], onnx_path=p["onnx_path"], threads=p["threads"],
                                  precision=p["precision"], build_engine_if_missing=p["build_engine_if_missing"],
                                  dla_core=p["dla_core"], cuda_graphs=p["cuda_graphs"])
-        selected = create_backend(request)
+        try:
+            selected = create_backend(request)
+        except Exception as error:
+            # One line that says what was being loaded: the libraries' own messages rarely name the file.
+            raise RuntimeError(f"cannot load backend {p['backend']} for config {p['config']} with weights "
+                               f"{p['weights'] or '(shipped)'}: {type(error).__name__}: {error}") from error
         backend = selected.backend
         self.processor = StereoProcessor(backend, backend.max_disparity or selected.model.config.max_disparity)
         self.backend_info = {"backend": backend.name, "device": backend.device, "precision": p["precision"]
