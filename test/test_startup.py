@@ -216,3 +216,34 @@ def test_launch_file():
     assert displays["rviz_default_plugins/PointCloud2"]["Topic"]["Value"] == "points2"
     topics = {d["Topic"]["Value"] for d in view["Visualization Manager"]["Displays"] if "Topic" in d}
     assert topics == {"points2", "disparity/image_color", "left/image_rect"}
+
+
+def test_lifecycle_executable_starts_unconfigured_and_exits_on_sigterm():
+    """The managed executable with the shipped params: up and unconfigured (no backend loaded), and a
+    SIGTERM (docker stop, launch's escalation) exits cleanly even with nothing scheduled to wake it."""
+    from lifecycle_msgs.msg import State
+    from lifecycle_msgs.srv import GetState
+
+    command = [sys.executable, "-m", "ros2_stereo_depth.ros.lifecycle_node", "--ros-args", "--params-file",
+               str(SHIPPED), "-r", "__ns:=/test_lifecycle_exe"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=node_env())
+    client = Harness("/test_lifecycle_exe", {}, start_node=False, outputs=())
+    try:
+        get = client.client.create_client(GetState, "/test_lifecycle_exe/stereo_depth_node/get_state")
+        assert get.wait_for_service(timeout_sec=90), "no lifecycle services"
+        future = get.call_async(GetState.Request())
+        deadline = time.monotonic() + 20
+        while not future.done():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert future.result().current_state.id == State.PRIMARY_STATE_UNCONFIGURED
+    finally:
+        client.close()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            log, _ = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            log, _ = proc.communicate()
+            pytest.fail(f"SIGTERM did not stop the node: {log}")
+    assert proc.returncode == 0 and "Traceback" not in log, log

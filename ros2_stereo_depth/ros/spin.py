@@ -5,6 +5,7 @@ stderr and exit status 2, never a traceback: the node's constructor is the only 
 """
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import Callable
@@ -22,7 +23,7 @@ def _missing_params_file(args: list[str]) -> str | None:
 def run_node(make_node: Callable[[], object], name: str, args: list[str] | None = None) -> int:
     apply_dds_defaults()  # before rclpy creates the DDS participant
     import rclpy
-    from rclpy.executors import ExternalShutdownException
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
     from rclpy.signals import SignalHandlerOptions
 
     argv = sys.argv if args is None else args
@@ -30,8 +31,11 @@ def run_node(make_node: Callable[[], object], name: str, args: list[str] | None 
     if problem:
         print(f"{name}: error: {problem}", file=sys.stderr)
         return 2
-    # SIGINT raises KeyboardInterrupt instead of shutting the context down under us: the node can
-    # still log its summary to /rosout and destroy itself before rclpy shuts down.
+    # SIGINT and SIGTERM raise KeyboardInterrupt instead of shutting the context down under us (rclpy's
+    # own handlers): the node can still log its summary to /rosout and destroy itself before rclpy
+    # shuts down. Installed explicitly: a shell starts background jobs with SIGINT ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     except Exception as error:  # noqa: BLE001 - rcl's own argument errors: one line
@@ -45,7 +49,10 @@ def run_node(make_node: Callable[[], object], name: str, args: list[str] | None 
             kind = "" if isinstance(error, (ValueError, FileNotFoundError, RuntimeError)) else f"{type(error).__name__}: "
             print(f"{name}: error: {kind}{error}", file=sys.stderr)
             return 2
-        rclpy.spin(node)
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        while True:  # short waits: Python runs the SIGINT handler between them, even with no timer pending
+            executor.spin_once(timeout_sec=0.25)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
