@@ -152,7 +152,8 @@ def _stop(proc: subprocess.Popen, timeout: float = 20.0) -> int:
 def _stats(values: list[float]) -> dict[str, float] | None:
     if not values:
         return None
-    return {"mean": float(np.mean(values)), "p95": float(np.percentile(values, 95)), "max": float(np.max(values))}
+    return {"mean": float(np.mean(values)), "p50": float(np.percentile(values, 50)),
+            "p95": float(np.percentile(values, 95)), "max": float(np.max(values))}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -289,7 +290,7 @@ def _print_summary(s: dict[str, Any], out: Path) -> None:
           f"{s['frames_with_output']} with output at {fmt(s['output_fps'], '.2f')} fps, "
           f"{s['frames_dropped']} dropped (node busy)")
     print(f"latency (receive time - header stamp): mean {fmt(lat.get('mean'), '.0f')} ms, "
-          f"p95 {fmt(lat.get('p95'), '.0f')} ms")
+          f"p50 {fmt(lat.get('p50'), '.0f')} ms, p95 {fmt(lat.get('p95'), '.0f')} ms")
     accuracy = (f"EPE {fmt(s['epe_px'], '.2f')} px, bad-2 {fmt(s['bad2_percent'], '.1f')} %, "
                 f"valid pixels {fmt(s['valid_fraction'] and s['valid_fraction'] * 100, '.1f')} %")
     if not s["weights_trained"]:
