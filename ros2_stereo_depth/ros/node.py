@@ -39,6 +39,7 @@ from .approximate_sync import ApproximateTimeSync
 from .health import Health, Throttle
 from .params import Param, declare_parameters
 from .processor import OUTPUTS, InputError, OutputSettings, StereoProcessor, StereoSet, check_inputs
+from .serialize import serialize_large
 from .spin import run_node
 from .sync import ExactTimeSync, stamp_key
 
@@ -291,7 +292,7 @@ class StereoDepthPipeline:
                     self._colour_for(stereo)
                 outputs = processor.process(stereo, settings, wanted)
                 for name, msg in outputs.items():
-                    self.pubs[name].publish(msg)
+                    self.pubs[name].publish(serialize_large(msg))  # rclpy's own conversion: ~4 ms per MB
                 stamp = stereo.header.stamp
                 self.health.processed(time.time() - (stamp.sec + stamp.nanosec * 1e-9),
                                       time.monotonic() - stereo.complete_s)
