@@ -11,18 +11,14 @@ from typing import Any
 
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
-from .node import StereoDepthPipeline
+from .node import PipelineOwner, StereoDepthPipeline
 from .spin import run_node
 
 
-class StereoDepthLifecycleNode(LifecycleNode):
+class StereoDepthLifecycleNode(PipelineOwner, LifecycleNode):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("stereo_depth_node", **kwargs)
         self.pipeline = StereoDepthPipeline(self)  # declares (and checks) the parameters
-
-    @property
-    def health(self):  # noqa: ANN201 - as StereoDepthNode.health
-        return self.pipeline.health
 
     def _stage(self, stage: str) -> TransitionCallbackReturn:
         try:
@@ -48,13 +44,6 @@ class StereoDepthLifecycleNode(LifecycleNode):
         self.pipeline.deactivate()
         self.pipeline.cleanup()
         return TransitionCallbackReturn.SUCCESS
-
-    def destroy_node(self) -> None:
-        pipeline = getattr(self, "pipeline", None)  # None when __init__ failed half-way
-        if pipeline is not None and pipeline.sync is not None:  # it ran: say what it did
-            pipeline.deactivate()
-            self.get_logger().info(pipeline.summary())
-        super().destroy_node()
 
 
 def main(args: list[str] | None = None) -> int:

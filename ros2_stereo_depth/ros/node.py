@@ -309,13 +309,10 @@ class StereoDepthPipeline:
         self.diagnostics_pub.publish(msg)
 
 
-class StereoDepthNode(Node):
-    def __init__(self, **kwargs: Any) -> None:
-        """kwargs go to rclpy Node (context, parameter_overrides, ...)."""
-        super().__init__("stereo_depth_node", **kwargs)
-        self.pipeline = StereoDepthPipeline(self)
-        self.pipeline.configure()
-        self.pipeline.activate()
+class PipelineOwner:
+    """What both node classes add to their rclpy base (listed first, so destroy_node runs here first)."""
+
+    pipeline: StereoDepthPipeline
 
     @property
     def health(self) -> Health:
@@ -325,8 +322,17 @@ class StereoDepthNode(Node):
         pipeline = getattr(self, "pipeline", None)  # None when __init__ failed half-way
         if pipeline is not None and pipeline.sync is not None:  # it ran: say what it did
             pipeline.deactivate()
-            self.get_logger().info(pipeline.summary())
-        super().destroy_node()
+            pipeline.node.get_logger().info(pipeline.summary())
+        super().destroy_node()  # type: ignore[misc]
+
+
+class StereoDepthNode(PipelineOwner, Node):
+    def __init__(self, **kwargs: Any) -> None:
+        """kwargs go to rclpy Node (context, parameter_overrides, ...)."""
+        super().__init__("stereo_depth_node", **kwargs)
+        self.pipeline = StereoDepthPipeline(self)
+        self.pipeline.configure()
+        self.pipeline.activate()
 
 
 def main(args: list[str] | None = None) -> int:
