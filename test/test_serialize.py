@@ -1,11 +1,8 @@
 """serialize.serialize_large gives rclpy's own serialisation, for every data length mod 8: the same
 length and the same message when read back by rclpy (alignment padding bytes are arbitrary in both)."""
-import time
-
 import numpy as np
 import pytest
 from rclpy.serialization import deserialize_message, serialize_message
-from sensor_msgs.msg import PointCloud2
 from std_msgs.msg import Header
 
 from ros2_stereo_depth.geometry import StereoCamera
@@ -39,18 +36,3 @@ def test_same_bytes_as_rclpy(width):
         assert back == deserialize_message(reference, type(msg)), type(msg).__name__  # float32 fields: as rclpy
         holder = back.image if hasattr(back, "image") else back
         assert bytes(holder.data) == bytes((msg.image if hasattr(msg, "image") else msg).data)
-
-
-def test_faster_than_rclpy_for_a_large_cloud():
-    camera = StereoCamera(320.0, 320.0, 320.0, 240.0, 0.1, 640, 480)
-    cloud = build_point_cloud(camera, np.full((480, 640), 8.0, np.float32), 0.0,
-                              np.zeros((480, 640, 3), np.uint8), header())
-    timings = {}
-    for name, serialize in (("rclpy", serialize_message), ("ours", serialize_large)):
-        start = time.perf_counter()
-        for _ in range(3):
-            serialize(cloud)
-        timings[name] = (time.perf_counter() - start) / 3
-    assert deserialize_message(serialize_large(cloud), PointCloud2) == cloud
-    # Measured 6-10x on 2 shared cores; the bound only says the splice is not the slow path.
-    assert timings["ours"] < timings["rclpy"] / 2, timings
