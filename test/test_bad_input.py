@@ -19,7 +19,10 @@ from ros_harness import Harness, stereo_pair
 
 torch.set_num_threads(1)
 NS = "/test_bad"
-PARAMS = {"backend": "torch", "config": "tiny", "threads": 1, "qos_reliability": "reliable"}
+# use_system_default_qos (stereo_image_proc's name): the RMW's default QoS on the subscriptions, which
+# Fast DDS makes best effort for readers, instead of qos_reliability (reliable here, so the two differ).
+PARAMS = {"backend": "torch", "config": "tiny", "threads": 1, "use_system_default_qos": True,
+          "qos_reliability": "reliable"}
 
 
 @pytest.fixture(scope="module")
@@ -180,6 +183,25 @@ def test_frame_id_problems_warn_and_still_process(harness, reference):
     assert f"{NS}/left/image_rect: empty header.frame_id" in text, text
     with harness.node.health.lock:
         assert harness.node.health.warnings[f"{NS}/left/image_rect: empty_frame_id"] >= 1
+
+
+def test_system_default_qos_subscriptions(harness):
+    """The node's subscriptions report what a system-default subscription reports (the RMW decides)."""
+    from rclpy.qos import ReliabilityPolicy, qos_profile_system_default
+    from sensor_msgs.msg import Image
+
+    probe = harness.client.create_subscription(Image, "qos_probe", lambda _: None, qos_profile_system_default)
+    try:
+        def reported(topic, node_name):
+            infos = [i for i in harness.client.get_subscriptions_info_by_topic(f"{NS}/{topic}")
+                     if i.node_name == node_name]
+            return [(i.qos_profile.reliability, i.qos_profile.durability) for i in infos]
+        expected = reported("qos_probe", "stereo_test_client")
+        assert len(expected) == 1 and expected[0][0] != ReliabilityPolicy.RELIABLE  # else this test shows nothing
+        for topic in ("left/image_rect", "right/camera_info"):
+            assert reported(topic, "stereo_depth_node") == expected, topic
+    finally:
+        harness.client.destroy_subscription(probe)
 
 
 def test_throttle_is_per_key_and_period():

@@ -75,8 +75,8 @@ PARAMETERS: dict[str, Param] = {
     "approximate_sync": Param(False, "pair messages by nearest stamps instead of equal stamps"),
     "approximate_sync_tolerance_seconds": Param(0.0, "approximate_sync: largest stamp difference within a set; "
                                                 "0: no limit", 0.0, 10.0),
-    "use_system_default_qos": Param(False, "subscribe with the system default QoS (reliable) instead of "
-                                    "qos_reliability"),
+    "use_system_default_qos": Param(False, "subscribe with the RMW's default QoS (as rclcpp::SystemDefaultsQoS) "
+                                    "instead of qos_reliability"),
     "qos_reliability": Param("best_effort", "subscription reliability: best_effort (matches reliable and "
                              "best-effort publishers) or reliable (only reliable publishers)",
                              choices=("best_effort", "reliable")),
