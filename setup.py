@@ -9,7 +9,7 @@ setup(
     name=PACKAGE,
     version="0.1.0",
     packages=find_packages(exclude=["test", "test.*"]),
-    package_data={PACKAGE: ["weights/*.safetensors", "weights/*.json", "tools/*.yaml", "inference/*.txt", "ros/*.xml"]},
+    package_data={PACKAGE: ["weights/*.safetensors", "weights/*.json", "tools/*.yaml", "artifacts/*.txt", "ros/*.xml"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),

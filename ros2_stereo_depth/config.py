@@ -1,24 +1,45 @@
-"""Named network configurations.
+"""Named network configurations, their run-time defaults, precision names and tensor names.
 
-A config fixes everything that changes the shape of the graph, so a weights file plus its config
-name is enough to rebuild the network, export it and build an engine from it.
+A config has two kinds of fields:
+* architecture fields define the weights: a weights sidecar records them and loading checks them
+  against this registry (a mismatch is an error naming both files);
+* run-time settings (RUNTIME_FIELDS: search range and input size) change only the size of the cost
+  volume and of the static graph, not the weights. Their defaults are the registry entries below and
+  nowhere else; the node, the tools, export and engine names all take them from here.
+
+New architecture fields go at the end with a default: the value weights saved before the field
+existed were trained with (an old sidecar without the field is read with that default).
 """
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
 
+# Run-time settings: not part of the weights.
+RUNTIME_FIELDS = ("max_disparity", "height", "width")
+
+# Precision names, one home: a TensorRT engine; an exported ONNX graph; the torch backend on CUDA.
+ENGINE_PRECISIONS = ("fp32", "fp16", "int8")
+EXPORT_PRECISIONS = ("fp32", "fp16")
+TORCH_PRECISIONS = ("fp32", "fp16")
+
+# Tensor names of the exported graph and of every engine built from it.
+INPUT_NAMES = ("left", "right")
+OUTPUT_NAMES = ("disparity", "confidence")
+
 
 @dataclass(frozen=True)
 class ModelConfig:
     name: str
+    # --- architecture (defines the weights) ---
     feature_channels: int  # channels of the shared 2D features at the cost-volume resolution
     groups: int  # group-wise correlation groups (cost volume channels)
-    max_disparity: int  # D at input resolution: disparities 0..D-1 are searched
     downsample: int  # cost-volume resolution is 1/downsample of the input (4 or 8)
     aggregation_channels: int  # base channels of the 3D encoder-decoder
     refine: bool  # full-resolution 2D refinement of the upsampled disparity
-    height: int  # default (export / node) input size
+    # --- run-time settings (RUNTIME_FIELDS; defaults: the registry entry) ---
+    max_disparity: int  # D at input resolution: disparities 0..D-1 are searched
+    height: int  # network input size
     width: int
 
     def __post_init__(self) -> None:
@@ -44,8 +65,19 @@ class ModelConfig:
             raise ValueError(f"config {self.name}: max_disparity {d} exceeds the input width {width}")
 
     def with_overrides(self, **changes: object) -> "ModelConfig":
+        """Run-time settings changed (None: keep); architecture changes are refused."""
         changes = {k: v for k, v in changes.items() if v is not None}
+        architecture = set(changes) - set(RUNTIME_FIELDS)
+        if architecture:
+            raise ValueError(f"{sorted(architecture)} define the weights: choose another config, not an override")
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    def architecture(self) -> dict[str, object]:
+        """The fields that define the weights (what a weights sidecar records), name included."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in RUNTIME_FIELDS}
+
+    def runtime(self) -> dict[str, int]:
+        return {k: int(getattr(self, k)) for k in RUNTIME_FIELDS}
 
     def to_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)
@@ -59,17 +91,24 @@ class ModelConfig:
         return ModelConfig(**values)  # type: ignore[arg-type]
 
 
+def architecture_defaults() -> dict[str, object]:
+    """Architecture fields that have a default (added after weights were first shipped)."""
+    return {f.name: f.default for f in dataclasses.fields(ModelConfig)
+            if f.name not in RUNTIME_FIELDS and f.default is not dataclasses.MISSING}
+
+
 CONFIGS: dict[str, ModelConfig] = {
     # Unit tests and the CPU demo on 2 cores.
-    "tiny": ModelConfig("tiny", feature_channels=16, groups=4, max_disparity=64, downsample=4,
-                        aggregation_channels=8, refine=False, height=192, width=256),
+    "tiny": ModelConfig("tiny", feature_channels=16, groups=4, downsample=4, aggregation_channels=8, refine=False,
+                        max_disparity=64, height=192, width=256),
     # The real-time model: 640x480 on a Jetson Orin with TensorRT. A 1/8 cost volume keeps the 3D
-    # convolutions cheap; the half-resolution refinement restores the detail.
-    "fast": ModelConfig("fast", feature_channels=48, groups=8, max_disparity=192, downsample=8,
-                        aggregation_channels=16, refine=True, height=480, width=640),
-    # More channels; for desktop GPUs.
-    "accurate": ModelConfig("accurate", feature_channels=64, groups=16, max_disparity=192, downsample=4,
-                            aggregation_channels=32, refine=True, height=480, width=640),
+    # convolutions cheap; the half-resolution refinement restores the detail. Search range 128 px: what
+    # the shipped weights were trained with (weights/fast.json, info.settings.max_disparity).
+    "fast": ModelConfig("fast", feature_channels=48, groups=8, downsample=8, aggregation_channels=16, refine=True,
+                        max_disparity=128, height=480, width=640),
+    # More channels; for desktop GPUs (no shipped weights).
+    "accurate": ModelConfig("accurate", feature_channels=64, groups=16, downsample=4, aggregation_channels=32,
+                            refine=True, max_disparity=192, height=480, width=640),
 }
 
 

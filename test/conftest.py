@@ -12,3 +12,18 @@ from ros2_stereo_depth.ros.environment import apply_local_defaults
 
 os.environ["ROS_DOMAIN_ID"] = str(random.SystemRandom().randint(100, 200))
 apply_local_defaults()
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _ros_home(tmp_path_factory: pytest.TempPathFactory):
+    """Caches (ONNX exports, engines) and ROS logs go to a session folder, never the user's ~/.ros; node
+    processes started by tests inherit it."""
+    before = os.environ.get("ROS_HOME")
+    os.environ["ROS_HOME"] = str(tmp_path_factory.mktemp("ros_home"))
+    yield
+    if before is None:
+        os.environ.pop("ROS_HOME", None)
+    else:
+        os.environ["ROS_HOME"] = before

@@ -1,20 +1,29 @@
-"""Backends on CPU and backend selection on a machine without TensorRT."""
+"""Backends on CPU, backend selection on a machine without TensorRT (our control flow when TensorRT or an
+engine fails, never a faked TensorRT result) and the ONNX cache under $ROS_HOME/stereo_depth."""
 from __future__ import annotations
 
+import os
+import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from ros2_stereo_depth.artifacts import cache, engine_build, engine_spec, tensorrt_env
+from ros2_stereo_depth.artifacts.engine_spec import EngineSpec, default_engine_path
+from ros2_stereo_depth.artifacts.sidecar import SidecarError, publish, staged
+from ros2_stereo_depth.artifacts.tensorrt_env import EngineMismatchError, PlatformInfo, TensorRTError
 from ros2_stereo_depth.data.synthetic import SceneParams, SyntheticStereo
+from ros2_stereo_depth.inference import select, tensorrt_backend
+from ros2_stereo_depth.inference.cuda_runner import GpuNormaliser
+from ros2_stereo_depth.inference.select import BackendRequest, create_backend
+from ros2_stereo_depth.inference.torch_backend import TorchBackend
 from ros2_stereo_depth.normalisation import normalise
-from ros2_stereo_depth.inference.select import BackendRequest, create_backend, default_engine_path
-from ros2_stereo_depth.inference.tensorrt_backend import EngineSpec, tensorrt_unavailable_reason
-from ros2_stereo_depth.inference.torch_backend import GpuNormaliser
 
-torch.set_num_threads(2)
-NO_TENSORRT = tensorrt_unavailable_reason() is not None
+NO_TENSORRT = tensorrt_env.tensorrt_unavailable_reason() is not None
+ORIN = PlatformInfo("10.3.0.30", "Orin", "8.7", "12.6")
 
 
 @pytest.fixture(scope="module")
@@ -23,8 +32,19 @@ def pair() -> tuple[np.ndarray, np.ndarray]:
     return sample.left, sample.right
 
 
-def _select(**fields: object) -> object:
-    torch.manual_seed(0)  # without shipped weights both backends must get the same random net
+@pytest.fixture(scope="module")
+def ros_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One $ROS_HOME for the module: the tiny ONNX export is cached once and reused."""
+    return tmp_path_factory.mktemp("ros_home")
+
+
+@pytest.fixture(autouse=True)
+def _env(monkeypatch: pytest.MonkeyPatch, ros_home: Path) -> None:
+    monkeypatch.setenv("ROS_HOME", str(ros_home))
+    monkeypatch.delenv("STEREO_DEPTH_ENGINE_DIR", raising=False)
+
+
+def _select(**fields: object) -> select.SelectedBackend:
     return create_backend(BackendRequest(config="tiny", threads=2, **fields))  # type: ignore[arg-type]
 
 
@@ -36,6 +56,7 @@ def test_torch_cpu_matches_onnxruntime(pair) -> None:
     a = torch_sel.backend.infer(*pair)
     b = ort_sel.backend.infer(*pair)
     assert a.disparity_px.shape == (192, 256)
+    assert a.disparity_px.std() > 1.0  # shipped weights: a real disparity map, not a constant
     assert np.abs(a.disparity_px - b.disparity_px).max() < 1e-3
     assert np.abs(a.confidence - b.confidence).max() < 1e-4
 
@@ -51,35 +72,124 @@ def test_gpu_normalisation_matches_numpy(pair) -> None:
         normaliser.upload(pair[0][:, :128], pair[1])
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_runner_graph_replay_matches_plain_runs(pair) -> None:
+    """The shared CUDA runner (torch backend): frame 1 plain, then a captured graph replays the same step."""
+    model = select.load_model("tiny")
+    plain = TorchBackend(model, 192, 256, device="cuda", precision="fp32")
+    graphs = TorchBackend(select.load_model("tiny"), 192, 256, device="cuda", precision="fp32", cuda_graphs=True)
+    reference = plain.infer(*pair).disparity_px
+    first = graphs.infer(*pair).disparity_px
+    assert graphs.runner is not None and graphs.runner.notes == ["CUDA graph captured"]
+    replayed = graphs.infer(pair[1], pair[0]).disparity_px  # other input: the graph reads the new upload
+    assert np.abs(first - reference).max() < 1e-3
+    assert np.abs(replayed - plain.infer(pair[1], pair[0]).disparity_px).max() < 1e-3
+
+
+COMMAND = "build the engine on the target with: stereo-depth build-engine --config tiny --height 192 --width 256 --max-disparity 64 " \
+          "--precision fp16 --workspace-mib 4096 --output "
+
+
 @pytest.mark.skipif(not NO_TENSORRT, reason="TensorRT present")
 def test_auto_without_tensorrt_picks_onnxruntime(tmp_path: Path) -> None:
-    selected = _select(backend="auto", engine_path=str(tmp_path / "tiny.engine"))
+    engine = tmp_path / "tiny.engine"
+    selected = _select(backend="auto", engine_path=str(engine))
     assert selected.backend.name == "onnxruntime"
-    assert "auto: TensorRT not used" in selected.reason
-    assert selected.describe().startswith("backend onnxruntime on cpu, input 256x192")
+    assert selected.reason.startswith("auto: TensorRT not used: ")
+    assert selected.reason.endswith(COMMAND + str(engine)) and "\n" not in selected.reason
+    assert selected.describe().startswith("backend onnxruntime on cpu, input 256x192, max disparity 64 px")
 
 
 @pytest.mark.skipif(not NO_TENSORRT, reason="TensorRT present")
 @pytest.mark.parametrize("build", [False, True])
 def test_explicit_tensorrt_without_tensorrt_fails_with_the_command(tmp_path: Path, build: bool) -> None:
     engine = tmp_path / "tiny.engine"
-    with pytest.raises(RuntimeError) as error:
+    with pytest.raises(TensorRTError) as error:
         _select(backend="tensorrt", engine_path=str(engine), build_engine_if_missing=build)
     message = str(error.value)
-    assert "backend tensorrt is not possible" in message
-    assert (f"stereo-depth build-engine --config tiny --height 192 --width 256 --max-disparity 64 "
-            f"--precision fp16 --output {engine}") in message
+    assert message.startswith("backend tensorrt is not possible: ")
+    assert message.endswith(COMMAND + str(engine)) and "\n" not in message
     assert not engine.exists()
+
+
+def _engine_with_sidecar(path: Path, **overrides: object) -> Path:
+    """Arbitrary bytes with a sidecar that matches the request: our checks pass, TensorRT never runs."""
+    meta = {"tensorrt_version": ORIN.tensorrt_version, "gpu_name": ORIN.gpu_name,
+            "compute_capability": ORIN.compute_capability, "config": "tiny", "input_height": 192, "input_width": 256,
+            "max_disparity": 64, "precision": "fp16", "dla_core": None,
+            "weights_sha256": select.load_model("tiny").weights_sha256, **overrides}
+    with staged(path) as tmp:
+        tmp.write_bytes(b"not an engine")
+        publish(tmp, path, "engine", meta)
+    return path
+
+
+def _raise(error: Exception):  # noqa: ANN202 - a stand-in for one of OUR functions that fails
+    def fail(*args: object, **kwargs: object) -> None:
+        raise error
+    return fail
+
+
+# Each way TensorRT can fail after it is found usable, produced by OUR functions raising OUR error types.
+FAILURES = {
+    "engine does not deserialise": ("backend", EngineMismatchError(
+        "TensorRT 10.3.0.30 could not deserialize e.engine (rebuild on this machine)", "cmd"),
+        "EngineMismatchError: TensorRT 10.3.0.30 could not deserialize e.engine (rebuild on this machine)"),
+    "build fails": ("build", TensorRTError("TensorRT failed to build the engine (see its log above)"),
+                    "TensorRTError: TensorRT failed to build the engine"),
+    "int8 on TensorRT 11": ("build", ValueError("INT8 with a strongly typed network (TensorRT 11, or --strongly-typed)"
+                                                " needs an explicitly quantised (Q/DQ) ONNX graph"),
+                            "ValueError: INT8 with a strongly typed network"),
+    "unreadable sidecar": ("problems", SidecarError("e.json: unreadable sidecar (Expecting value)"),
+                           "SidecarError: e.json: unreadable sidecar"),
+    "stale engine": ("stale", None, "engine has max_disparity=128, wanted 64"),
+}
+
+
+@pytest.mark.parametrize("backend", ["auto", "tensorrt"])
+@pytest.mark.parametrize("failure", list(FAILURES))
+def test_tensorrt_failures_fall_back_or_fail_with_one_line(monkeypatch, tmp_path: Path, backend: str,
+                                                           failure: str) -> None:
+    where, error, cause = FAILURES[failure]
+    engine = _engine_with_sidecar(tmp_path / "tiny.engine", max_disparity=128 if where == "stale" else 64)
+    monkeypatch.setattr(tensorrt_env, "tensorrt_unavailable_reason", lambda: None)
+    monkeypatch.setattr(tensorrt_env, "current_platform", lambda device=0: ORIN)
+    monkeypatch.setattr(tensorrt_backend, "TensorRTBackend", _raise(error) if where == "backend" else
+                        _raise(AssertionError("TensorRT must not be reached")))
+    monkeypatch.setattr(engine_build, "build", _raise(error) if where == "build" else
+                        _raise(AssertionError("no build was asked for")))
+    if where == "build":
+        engine.unlink()  # missing: build_engine_if_missing builds
+    if where == "problems":
+        monkeypatch.setattr(engine_spec, "engine_problems", _raise(error))
+    request = {"engine_path": str(engine), "build_engine_if_missing": where == "build"}
+    if backend == "tensorrt":
+        with pytest.raises(TensorRTError) as raised:
+            _select(backend="tensorrt", **request)
+        line = str(raised.value)
+        assert line.startswith("backend tensorrt is not possible: ")
+    else:
+        selected = _select(backend="auto", **request)
+        assert selected.backend.name == "onnxruntime"
+        line = selected.reason
+        assert line.startswith("auto: TensorRT not used: ")
+    assert "\n" not in line
+    assert cause in line
+    assert line.endswith(COMMAND + str(engine))
+
+
+def test_dla_core_below_minus_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="dla_core must be -1"):
+        _select(backend="auto", dla_core=-2)
 
 
 def test_default_engine_path(monkeypatch, tmp_path) -> None:
     # Not relative to the working directory: `ros2 launch` starts the node wherever the user is.
-    monkeypatch.delenv("STEREO_DEPTH_ENGINE_DIR", raising=False)
     monkeypatch.setenv("ROS_HOME", str(tmp_path / "roshome"))
-    assert default_engine_path(EngineSpec("fast", 480, 640, 192, "fp16")) == tmp_path / "roshome/stereo_depth/engines/fast_640x480_d192_fp16.engine"
+    assert default_engine_path(EngineSpec("fast", 480, 640, 128, "fp16")) == tmp_path / "roshome/stereo_depth/engines/fast_640x480_d128_fp16.engine"
     monkeypatch.delenv("ROS_HOME")
     monkeypatch.setenv("HOME", str(tmp_path))
-    assert default_engine_path(EngineSpec("fast", 480, 640, 192, "int8", dla_core=0)) == tmp_path / ".ros/stereo_depth/engines/fast_640x480_d192_int8_dla0.engine"
+    assert default_engine_path(EngineSpec("fast", 480, 640, 128, "int8", dla_core=0)) == tmp_path / ".ros/stereo_depth/engines/fast_640x480_d128_int8_dla0.engine"
     monkeypatch.setenv("STEREO_DEPTH_ENGINE_DIR", str(tmp_path / "mine"))
     assert default_engine_path(EngineSpec("tiny", 192, 256, 64, "fp32")) == tmp_path / "mine/tiny_256x192_d64_fp32.engine"
 
@@ -87,3 +197,58 @@ def test_default_engine_path(monkeypatch, tmp_path) -> None:
 def test_unknown_backend() -> None:
     with pytest.raises(ValueError, match="not one of"):
         create_backend(BackendRequest(backend="tflite"))
+
+
+def test_onnx_cache_warm_start(monkeypatch, tmp_path: Path, pair) -> None:
+    monkeypatch.setenv("ROS_HOME", str(tmp_path / "home"))
+    exports: list[Path] = []
+    real_export = cache.export_onnx
+
+    def counting_export(*args: object, **kwargs: object) -> Path:
+        exports.append(Path(str(args[1])))
+        return real_export(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cache, "export_onnx", counting_export)
+    cold = _select(backend="onnxruntime")
+    assert len(exports) == 1 and exports[0].parent == tmp_path / "home/stereo_depth/onnx"
+    mtime = exports[0].stat().st_mtime_ns
+    start = time.perf_counter()
+    warm = _select(backend="onnxruntime")
+    warm_s = time.perf_counter() - start
+    assert len(exports) == 1 and exports[0].stat().st_mtime_ns == mtime  # no second export
+    assert warm_s < 1.0, f"warm start took {warm_s:.2f} s"
+    assert np.array_equal(cold.backend.infer(*pair).disparity_px, warm.backend.infer(*pair).disparity_px)
+    # Only the graph and its sidecar: no temporary file left behind.
+    assert sorted(p.name for p in exports[0].parent.iterdir()) == [exports[0].with_suffix(".json").name,
+                                                                     exports[0].name]
+    # Another search range is another graph: exported again, under another key.
+    _select(backend="onnxruntime", max_disparity=32)
+    assert len(exports) == 2 and exports[1] != exports[0]
+    # A modified cached graph fails its sidecar check and is exported again.
+    exports[0].write_bytes(exports[0].read_bytes() + b"\0")
+    _select(backend="onnxruntime")
+    assert len(exports) == 3 and exports[2] == exports[0]
+
+
+def test_onnx_cache_key_changes_with_each_input() -> None:
+    base = {"weights_sha256": "a" * 64, "architecture": {"name": "tiny", "groups": 4}, "height": 192, "width": 256,
+            "max_disparity": 64, "precision": "fp32"}
+    changed = [{"weights_sha256": "b" * 64}, {"architecture": {"name": "tiny", "groups": 8}}, {"height": 224},
+               {"width": 288}, {"max_disparity": 32}, {"precision": "fp16"}]
+    keys = {cache.onnx_cache_key(**base)} | {cache.onnx_cache_key(**{**base, **c}) for c in changed}  # type: ignore[arg-type]
+    assert len(keys) == 1 + len(changed)
+    assert cache.onnx_cache_key(**base) == cache.onnx_cache_key(**dict(base))  # type: ignore[arg-type]
+
+
+def test_random_weights_leave_no_temporary_files(monkeypatch, tmp_path: Path) -> None:
+    """The accurate config has no shipped weights: exported to a temporary folder that is removed."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    monkeypatch.setenv("ROS_HOME", str(tmp_path / "home"))
+    selected = create_backend(BackendRequest(backend="onnxruntime", config="accurate", height=64, width=192,
+                                             threads=2))
+    assert not selected.model.trained
+    assert selected.backend.infer(*(np.zeros((64, 192, 3), np.uint8),) * 2).disparity_px.shape == (64, 192)
+    assert os.listdir(temp) == []
+    assert not (tmp_path / "home").exists()  # random weights are never cached

@@ -59,5 +59,5 @@ def test_shipped_weights_are_installed_with_the_module(install_dir):
     assert shipped == ["fast.safetensors", "tiny.safetensors"]  # the node, infer, export and demo default to them
     assert installed == shipped
     assert sorted(p.name for p in (site / "weights").glob("*.json")) == ["fast.json", "tiny.json"]
-    assert (site / "inference" / "tensorrt_onnx_ops.txt").is_file()
+    assert (site / "artifacts" / "tensorrt_onnx_ops.txt").is_file()
     assert (site / "ros" / "fastdds_profile.xml").is_file()  # what the executables load by default

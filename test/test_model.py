@@ -9,7 +9,7 @@ from ros2_stereo_depth.config import CONFIGS, ModelConfig, get_config
 from ros2_stereo_depth.model import StereoNet
 from ros2_stereo_depth.model.cost_volume import GroupwiseCorrelation, reference_groupwise_correlation
 from ros2_stereo_depth.model.regression import SoftArgminRegression
-from ros2_stereo_depth.weights import load_model, save_weights
+from ros2_stereo_depth.artifacts.weights import load_model, save_weights
 
 
 @pytest.mark.parametrize("groups,disparities,width", [(4, 8, 20), (2, 16, 16), (1, 3, 7)])
@@ -95,7 +95,7 @@ def test_pickled_checkpoints_are_refused(tmp_path):
 def test_weights_of_another_shape_are_refused(tmp_path):
     path = save_weights(StereoNet(get_config("tiny")), tmp_path / "tiny.safetensors")
     meta = json.loads(path.with_suffix(".json").read_text())
-    meta["config"] = get_config("accurate").to_dict()
+    meta["config"], meta["architecture"] = "accurate", get_config("accurate").architecture()
     path.with_suffix(".json").write_text(json.dumps(meta))
     with pytest.raises((ValueError, RuntimeError)):
         load_model(weights=path)

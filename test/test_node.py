@@ -24,7 +24,7 @@ from ros2_stereo_depth.inference.base import infer_at_image_size
 from ros2_stereo_depth.ros.conversions import array_to_image, point_cloud_to_array, unpack_rgb
 from ros2_stereo_depth.ros.approximate_sync import ApproximateTimeSync
 from ros2_stereo_depth.ros.sync import ExactTimeSync
-from ros2_stereo_depth.weights import shipped_weights
+from ros2_stereo_depth.artifacts.weights import shipped_weights
 
 from ros_harness import BASELINE, FRAME_ID, Harness, stereo_pair
 

@@ -10,6 +10,7 @@ Formats (`data_format`; 'auto' detects by layout):
   eth3d           <scene>/im0.png, im1.png, disp0GT.pfm (inf = invalid), mask0nocc.png (255 = non-occluded;
                   the official metric, so only those pixels are valid). MiddEval3 uses the same layout.
   folder          left/*.png + right/*.png with matching names, no ground truth (self-supervised)
+  (auto only)     a ROS 2 bag: .mcap / .db3 file or rosbag2 directory (data/bags.py; self-supervised only)
 A directory that is itself one scene (Middlebury / ETH3D) is accepted as a one-scene dataset.
 """
 from __future__ import annotations
@@ -48,7 +49,8 @@ class PairFiles:
             return StereoPair(left, right, None, None)
         disparity, valid = self.ground_truth()
         if disparity.shape != left.shape[:2]:
-            raise ValueError(f"{self.name}: ground truth {disparity.shape} does not match the images {left.shape[:2]}")
+            raise ValueError(f"{self.name}: ground truth is {disparity.shape[1]}x{disparity.shape[0]} but the images "
+                             f"are {left.shape[1]}x{left.shape[0]}")
         return StereoPair(left, right, disparity.astype(np.float32), valid)
 
 
@@ -56,6 +58,8 @@ class PairFiles:
 # can pickle them under any start method.
 def _read_pfm_gt(path: Path, mask: Path | None) -> tuple[np.ndarray, np.ndarray]:
     disparity = read_pfm(path)
+    if disparity.ndim != 2:
+        raise ValueError(f"{path}: a 3-channel PFM, not a disparity map (one channel expected)")
     valid = np.isfinite(disparity) & (disparity >= 0)
     if mask is not None and mask.is_file():
         valid &= _read_grey(mask) == 255
@@ -64,17 +68,29 @@ def _read_pfm_gt(path: Path, mask: Path | None) -> tuple[np.ndarray, np.ndarray]
 
 def _read_png_gt(path: Path, divisor: float | None) -> tuple[np.ndarray, np.ndarray]:
     """KITTI: uint16 / 256. Middlebury 2005/06: uint8 / gt_scale (None: guess the scale from the width)."""
-    raw = _read_grey(path)
+    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if raw is None:
+        raise FileNotFoundError(f"{path}: cannot read")
+    if raw.ndim == 3:
+        # A grey map saved with three equal channels is fine; a colour image is not a disparity map
+        # (e.g. a left image or a colour-mapped visualisation given by mistake).
+        if not all(np.array_equal(raw[..., 0], raw[..., c]) for c in range(1, raw.shape[2])):
+            raise ValueError(f"{path}: a colour image, not a disparity map (one channel expected)")
+        raw = raw[..., 0]
     d = divisor if divisor is not None else _middlebury2006_scale(raw.shape[1])
     valid = raw > 0
     return np.where(valid, raw.astype(np.float32) / np.float32(d), 0.0).astype(np.float32), valid
 
 
-def read_ground_truth(path: str | Path, gt_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def ground_truth_reader(path: Path, gt_scale: float = 1.0) -> GroundTruth:
     """One ground-truth file by its extension: PFM (inf = invalid) or PNG (value / gt_scale, 0 = invalid;
-    KITTI's 16-bit PNGs need gt_scale 256) -> (disparity px, valid)."""
-    path = Path(path)
-    return _read_pfm_gt(path, None) if path.suffix.lower() == ".pfm" else _read_png_gt(path, gt_scale)
+    KITTI's 16-bit PNGs need gt_scale 256); reads (disparity px, valid) when called."""
+    return _pfm_inf_invalid(path) if path.suffix.lower() == ".pfm" else _png_zero_invalid(path, gt_scale)
+
+
+def read_ground_truth(path: str | Path, gt_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """`ground_truth_reader(path, gt_scale)()`: (disparity px, valid) now."""
+    return ground_truth_reader(Path(path), gt_scale)()
 
 
 def _pfm_inf_invalid(path: Path, mask: Path | None = None) -> GroundTruth:
@@ -222,10 +238,17 @@ class StereoDataset(Dataset):
 
 
 def open_training_dataset(directory: str | Path, data_format: str = "auto", mode: str = "supervised",
-                          gt_scale: float | None = None) -> StereoDataset:
-    """Full-size StereoPairs (the training loop crops). Self-supervised: images only."""
+                          gt_scale: float | None = None, left_topic: str | None = None,
+                          right_topic: str | None = None) -> Dataset:
+    """Full-size StereoPairs (the training loop crops). Self-supervised: images only.
+    A ROS 2 bag (data/bags.py) is read as its stereo pairs; the topics are needed only when ambiguous."""
     if mode not in MODES:
         raise ValueError(f"unknown training mode {mode!r}; choose one of {MODES}")
+    from .bags import is_bag, open_bag_dataset  # noqa: PLC0415 (rosbags only when a bag is given)
+    if data_format == "auto" and is_bag(directory):
+        if mode == "supervised":
+            raise ValueError(f"{directory}: a bag has no ground-truth disparity; use --mode self-supervised")
+        return open_bag_dataset(directory, left_topic, right_topic)
     pairs = list_pairs(directory, data_format, gt_scale)
     if mode == "supervised" and any(p.ground_truth is None for p in pairs):
         raise ValueError(f"{directory}: no ground-truth disparity for supervised training; use --mode self-supervised")

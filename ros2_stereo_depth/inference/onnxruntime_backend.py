@@ -1,12 +1,13 @@
 """ONNX Runtime backend: runs an exported model (CUDA provider when present, else CPU)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
+from ..artifacts.sidecar import read_sidecar
+from ..config import INPUT_NAMES, OUTPUT_NAMES
 from ..normalisation import normalise
 from .base import StereoResult
 
@@ -18,8 +19,7 @@ class OnnxRuntimeBackend:
         path = Path(onnx_path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: ONNX model not found")
-        meta_path = path.with_suffix(".json")
-        self.meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        self.meta = read_sidecar(path, "onnx") or {}
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
@@ -33,5 +33,5 @@ class OnnxRuntimeBackend:
 
     def infer(self, left_rgb: np.ndarray, right_rgb: np.ndarray) -> StereoResult:
         disparity, confidence = self.session.run(
-            ["disparity", "confidence"], {"left": normalise(left_rgb), "right": normalise(right_rgb)})
+            list(OUTPUT_NAMES), dict(zip(INPUT_NAMES, (normalise(left_rgb), normalise(right_rgb)))))
         return StereoResult(disparity[0, 0], confidence[0, 0])

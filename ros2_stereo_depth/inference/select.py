@@ -1,21 +1,22 @@
 """Backend selection for the node and the tools: `backend: auto|tensorrt|onnxruntime|torch`.
 
 auto: TensorRT when it is importable, a CUDA GPU is present and a valid engine is at engine_path (or
-build_engine_if_missing builds one); else ONNX Runtime (CUDA provider if present, else CPU).
+build_engine_if_missing builds one); else ONNX Runtime (CUDA provider if present, else CPU). Whatever
+stops TensorRT (no TensorRT, a stale or foreign engine, a failed build, an unreadable sidecar) becomes
+one line naming the cause and the build command: auto logs it and falls back, tensorrt raises it.
 """
 from __future__ import annotations
 
-import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from ..weights import LoadedModel, describe, load_model
+from ..artifacts import engine_build, engine_spec, tensorrt_env
+from ..artifacts.cache import cached_onnx
+from ..artifacts.onnx_export import export_onnx
+from ..artifacts.sidecar import SidecarError
+from ..artifacts.weights import LoadedModel, describe, load_model
 from .base import StereoBackend
-
-if TYPE_CHECKING:
-    from .tensorrt_backend import EngineSpec
 
 BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
 
@@ -29,7 +30,7 @@ class BackendRequest:
     width: int = 0
     max_disparity: int = 0  # 0: the config's
     engine_path: str = ""  # empty: default_engine_path(...)
-    onnx_path: str = ""  # empty: exported on start-up into a temporary file
+    onnx_path: str = ""  # empty: the cached export under $ROS_HOME/stereo_depth/onnx
     threads: int = 0  # CPU threads (0: library default)
     precision: str = "fp16"  # engine precision fp32|fp16|int8; torch on CUDA: fp16 autocast unless fp32
     build_engine_if_missing: bool = False  # with TensorRT present: build a missing/stale engine once
@@ -49,36 +50,24 @@ class SelectedBackend:
                 f"{describe(self.model)}; {self.reason}")
 
 
-ENGINE_DIR_ENV = "STEREO_DEPTH_ENGINE_DIR"
-
-
-def default_engine_dir() -> Path:
-    """$STEREO_DEPTH_ENGINE_DIR, else $ROS_HOME/stereo_depth/engines (ROS_HOME defaults to ~/.ros): a fixed
-    place, because `ros2 launch` starts the node in whatever directory the user happens to be in."""
-    explicit = os.environ.get(ENGINE_DIR_ENV)
-    if explicit:
-        return Path(explicit).expanduser()
-    return Path(os.environ.get("ROS_HOME") or "~/.ros").expanduser() / "stereo_depth" / "engines"
-
-
-def default_engine_path(spec: EngineSpec) -> Path:
-    dla = f"_dla{spec.dla_core}" if spec.dla_core is not None else ""
-    name = f"{spec.config}_{spec.width}x{spec.height}_d{spec.max_disparity}_{spec.precision}{dla}.engine"
-    return default_engine_dir() / name
+# What stops TensorRT and is a reason to fall back (auto) or to fail with the build command (tensorrt).
+TENSORRT_FAILURES = (tensorrt_env.TensorRTError, SidecarError, ValueError, OSError)
 
 
 def create_backend(request: BackendRequest) -> SelectedBackend:
     if request.backend not in BACKENDS:
         raise ValueError(f"backend {request.backend!r} is not one of {BACKENDS}")
+    if request.dla_core < -1:
+        raise ValueError(f"dla_core must be -1 (GPU only) or a DLA core >= 0, not {request.dla_core}")
     model = load_model(request.config, request.weights or None, request.max_disparity or None)
     height = request.height or model.config.height
     width = request.width or model.config.width
     model.config.check_size(height, width)
     if request.backend == "torch":
         from .torch_backend import TorchBackend
-        precision = "fp32" if request.precision == "fp32" else "fp16"
-        backend = TorchBackend(model, height, width, threads=request.threads, precision=precision,
-                               cuda_graphs=request.cuda_graphs)
+        precision = "fp32" if request.precision == "fp32" else "fp16"  # int8 is for engines only
+        backend = TorchBackend(model, height, width, precision=precision, cuda_graphs=request.cuda_graphs,
+                               threads=request.threads)
         return SelectedBackend(backend, model, "requested")
     reason = "requested"
     if request.backend in ("auto", "tensorrt"):
@@ -86,41 +75,50 @@ def create_backend(request: BackendRequest) -> SelectedBackend:
         if selected is not None:
             return selected
         if request.backend == "tensorrt":
-            raise RuntimeError(f"backend tensorrt is not possible: {why_not}")
-        reason = "auto: TensorRT not used: " + " ".join(why_not.split())  # one line, command included
+            raise tensorrt_env.TensorRTError(f"backend tensorrt is not possible: {why_not}")
+        reason = f"auto: TensorRT not used: {why_not}"
+    return SelectedBackend(_onnxruntime(request, model, height, width), model, reason)
+
+
+def _onnxruntime(request: BackendRequest, model: LoadedModel, height: int, width: int) -> StereoBackend:
     from .onnxruntime_backend import OnnxRuntimeBackend
-    onnx_path = request.onnx_path
-    if not onnx_path:
-        from ..tools.export import export_onnx
-        onnx_path = str(Path(tempfile.mkdtemp(prefix="stereo_depth_")) / f"{model.config.name}_{width}x{height}.onnx")
-        export_onnx(model, onnx_path, height, width)
-    return SelectedBackend(OnnxRuntimeBackend(onnx_path, request.threads), model, reason)
+
+    if request.onnx_path:
+        return OnnxRuntimeBackend(request.onnx_path, request.threads)
+    if model.weights_sha256 is not None:
+        path, _ = cached_onnx(model, height, width)
+        return OnnxRuntimeBackend(path, request.threads)
+    # Random weights differ in every process: nothing to cache; the session keeps the graph in memory.
+    with tempfile.TemporaryDirectory(prefix="stereo_depth_") as tmp:
+        path = export_onnx(model, Path(tmp) / f"{model.config.name}_{width}x{height}.onnx", height, width)
+        return OnnxRuntimeBackend(path, request.threads)
 
 
 def _try_tensorrt(request: BackendRequest, model: LoadedModel, height: int,
                   width: int) -> tuple[SelectedBackend | None, str]:
-    """The TensorRT backend, or None and why not (ending with the command that would fix it)."""
-    from .tensorrt_backend import (EngineSpec, TensorRTBackend, current_platform, engine_problems, rebuild_command,
-                                   tensorrt_unavailable_reason)
+    """The TensorRT backend, or None and one line saying why not, ending with the build command."""
+    from .tensorrt_backend import TensorRTBackend
 
-    dla_core = request.dla_core if request.dla_core >= 0 else None
-    precision = request.precision
-    spec = EngineSpec(config=model.config.name, height=height, width=width, max_disparity=model.config.max_disparity,
-                      precision=precision, weights=request.weights, weights_sha256=model.weights_sha256,
-                      dla_core=dla_core)
-    engine_path = Path(request.engine_path) if request.engine_path else default_engine_path(spec)
-    command = rebuild_command(spec, engine_path)
-    unavailable = tensorrt_unavailable_reason()
+    spec = engine_spec.EngineSpec(config=model.config.name, height=height, width=width,
+                                  max_disparity=model.config.max_disparity, precision=request.precision,
+                                  weights=request.weights, weights_sha256=model.weights_sha256,
+                                  dla_core=request.dla_core if request.dla_core >= 0 else None)
+    engine_path = Path(request.engine_path) if request.engine_path else engine_spec.default_engine_path(spec)
+    command = engine_spec.rebuild_command(spec, engine_path)
+    unavailable = tensorrt_env.tensorrt_unavailable_reason()
     if unavailable is not None:
-        return None, f"{unavailable}; on a machine with TensorRT build the engine with:\n  {command}"
-    problems = engine_problems(engine_path, spec, current_platform())
-    built = ""
-    if problems:
-        if not request.build_engine_if_missing:
-            return None, f"{'; '.join(problems)}; build it with:\n  {command}"
-        from ..tools.build_engine import build
-        build(model, spec, engine_path)  # once: the next start finds it valid and cached
-        built = f", built now ({'; '.join(problems)})"
-    backend = TensorRTBackend(engine_path, spec, command, cuda_graphs=request.cuda_graphs)
+        return None, engine_spec.one_line(unavailable, command)
+    try:
+        problems = engine_spec.engine_problems(engine_path, spec, tensorrt_env.current_platform())
+        built = ""
+        if problems:
+            if not request.build_engine_if_missing:
+                return None, engine_spec.one_line("; ".join(problems), command)
+            engine_build.build(model, spec, engine_path)  # once: the next start finds it valid and cached
+            built = f", built now ({'; '.join(problems)})"
+        backend = TensorRTBackend(engine_path, spec, command, cuda_graphs=request.cuda_graphs)
+    except TENSORRT_FAILURES as error:
+        cause = error.cause if isinstance(error, tensorrt_env.TensorRTError) else str(error)
+        return None, engine_spec.one_line(f"{type(error).__name__}: {cause}", command)
     how = "requested" if request.backend == "tensorrt" else "auto: TensorRT engine valid"
     return SelectedBackend(backend, model, f"{how}: {engine_path}{built}"), ""

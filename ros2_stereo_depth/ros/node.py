@@ -33,6 +33,7 @@ from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from stereo_msgs.msg import DisparityImage
 
+from ..config import ENGINE_PRECISIONS
 from ..image_encoding import ImageError, image_to_rgb
 from ..inference.select import BACKENDS, BackendRequest, create_backend
 from .approximate_sync import ApproximateTimeSync
@@ -66,7 +67,7 @@ PARAMETERS: dict[str, Param] = {
     "dla_core": Param(-1, "Jetson DLA core the engine is built for; -1: GPU only", -1, 7),
     "cuda_graphs": Param(False, "tensorrt / torch on CUDA: replay a captured CUDA graph after the first frame"),
     "onnx_path": Param("", "ONNX model for onnxruntime; empty: exported from the weights and cached"),
-    "precision": Param("fp16", "TensorRT engine / CUDA torch precision", choices=("fp32", "fp16", "int8")),
+    "precision": Param("fp16", "TensorRT engine / CUDA torch precision", choices=ENGINE_PRECISIONS),
     "input_width": Param(0, "network input width in pixels (images are resized to it); 0: the config's", 0, 4096),
     "input_height": Param(0, "network input height in pixels; 0: the config's", 0, 4096),
     "max_disparity": Param(0, "disparities searched at the network input resolution; 0: the config's", 0, 1024),

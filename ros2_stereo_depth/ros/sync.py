@@ -38,8 +38,9 @@ class ExactTimeSync:
             self.received[index] += 1
             slots = self.pending.get(key)
             if slots is None:
+                newest = next(reversed(self.pending), None)  # before inserting: else it is `key` itself
                 slots = self.pending[key] = [None] * len(self.topics)
-                if len(self.pending) > 1 and key < next(reversed(self.pending)):
+                if newest is not None and key < newest:
                     self.pending = OrderedDict(sorted(self.pending.items()))  # late arrival: keep stamp order
             if slots[index] is not None:
                 self.duplicates += 1

@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from ..fileio import colourise_disparity, write_ply, write_rgb
-from ..weights import shipped_weights
+from ..artifacts.weights import shipped_weights
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

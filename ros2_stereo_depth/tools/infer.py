@@ -8,23 +8,16 @@ import numpy as np
 from ..fileio import read_rgb, write_disparity, write_ply
 from ..geometry import StereoCamera
 from ..inference.base import infer_at_image_size
-from ..inference.select import BACKENDS, BackendRequest, create_backend
+from ..inference.select import create_backend
+from .args import add_backend_arguments, add_model_arguments, backend_request
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--left", required=True)
     parser.add_argument("--right", required=True)
     parser.add_argument("--out", required=True, help="disparity output: .pfm, .npy or .png (colour map)")
-    parser.add_argument("--config", default="fast")
-    parser.add_argument("--weights", help="safetensors weights (default: shipped weights of --config)")
-    parser.add_argument("--height", type=int, help="network input height (default: the config's)")
-    parser.add_argument("--width", type=int, help="network input width (default: the config's)")
-    parser.add_argument("--max-disparity", type=int)
-    parser.add_argument("--backend", choices=BACKENDS, default="torch",
-                        help="auto prefers a valid TensorRT engine, then ONNX Runtime")
-    parser.add_argument("--engine", default="", help="TensorRT engine (default: $ROS_HOME/stereo_depth/engines/<config>_<W>x<H>_d<D>_<precision>.engine)")
-    parser.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16",
-                        help="engine precision; torch on CUDA: fp16 autocast unless fp32")
+    add_model_arguments(parser)
+    add_backend_arguments(parser, default="torch")
     parser.add_argument("--ply", help="also write a PLY point cloud (needs --fx and --baseline)")
     parser.add_argument("--fx", type=float, help="focal length in pixels of the input images")
     parser.add_argument("--cx", type=float, help="principal point x (default: image centre)")
@@ -35,10 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.ply and not (args.fx and args.baseline):
         raise ValueError("--ply needs --fx (pixels) and --baseline (metres)")
-    selected = create_backend(BackendRequest(
-        backend=args.backend, config=args.config, weights=args.weights or "", height=args.height or 0,
-        width=args.width or 0, max_disparity=args.max_disparity or 0, engine_path=args.engine,
-        precision=args.precision))
+    selected = create_backend(backend_request(args))
     print(selected.describe())
     backend = selected.backend
     left, right = read_rgb(args.left), read_rgb(args.right)

@@ -1,4 +1,5 @@
-"""Static checks that an exported ONNX graph will import into TensorRT 10.x (no TensorRT needed).
+"""Static checks that an exported ONNX graph will import into the TensorRT ONNX parsers we target
+(TensorRT 10.3 on JetPack 6, 10.13, 11.x; see tensorrt_onnx_ops.txt). No TensorRT needed.
 
 `stereo-depth build-engine` runs these before building, and CI runs them on every config: an
 operator missing from the parser's list or a run-time shape computation fails here, on a laptop,
@@ -11,6 +12,8 @@ from pathlib import Path
 
 import onnx
 from onnx import TensorProto, helper, shape_inference
+
+from ..config import INPUT_NAMES, OUTPUT_NAMES
 
 OPS_FILE = Path(__file__).resolve().parent / "tensorrt_onnx_ops.txt"
 
@@ -25,15 +28,13 @@ FORBIDDEN_OPS = frozenset({
 RESIZE_MODES = frozenset({"nearest", "linear"})  # cubic has 2D-only restrictions: not used here
 RESIZE_COORDINATE_MODES = frozenset({
     "half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric", "tf_half_pixel_for_nn"})
-PAD_MODES = frozenset({"constant", "reflect", "edge"})
+PAD_MODES = frozenset({"constant", "reflect", "edge", "wrap"})  # wrap: parser 10.0+
 TOPK_MAX_K = 3840  # TensorRT's ITopKLayer limit
 # Inputs that TensorRT needs as build-time constants (initializer or Constant node).
 CONSTANT_INPUTS = {
     "Reshape": (1,), "Slice": (1, 2, 3, 4), "Pad": (1, 2, 3), "Resize": (1, 2, 3), "TopK": (1,),
     "Squeeze": (1,), "Unsqueeze": (1,), "ReduceSum": (1,), "ReduceMax": (1,), "ReduceMean": (1,),
 }
-INPUT_NAMES = ("left", "right")
-OUTPUT_NAMES = ("disparity", "confidence")
 
 
 def supported_ops(path: Path = OPS_FILE) -> frozenset[str]:
@@ -70,7 +71,7 @@ def check_graph(model: onnx.ModelProto) -> list[str]:
         if node.domain not in ("", "ai.onnx"):
             problems.append(f"{where}: custom domain {node.domain!r} needs a TensorRT plugin")
         elif node.op_type not in allowed:
-            problems.append(f"{where}: not in the TensorRT 10.x ONNX parser's operator list")
+            problems.append(f"{where}: not in the operator list of every TensorRT ONNX parser we target")
         if node.op_type in FORBIDDEN_OPS:
             problems.append(f"{where}: forbidden by project policy (control flow, shape/index arithmetic "
                             "or GridSample)")

@@ -1,12 +1,15 @@
-"""Network weights: safetensors tensors plus a JSON sidecar with the config. Never pickle.
+"""Network weights: safetensors tensors plus a JSON sidecar (artifacts/sidecar.py). Never pickle.
+
+The sidecar records the architecture (config.py: the fields that define the weights), the sha256 of
+the tensors and free-form training info. Loading checks the architecture against the config registry:
+a mismatch is an error naming the sidecar and config.py. Run-time settings (search range, input size)
+are not in the weights: they come from the registry defaults or from the caller.
 
 Shipped weights live in the package (`ros2_stereo_depth/weights/<config>.safetensors`), trained by
 `stereo-depth train` on our synthetic data; the sidecar records how.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,22 +17,13 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from .config import ModelConfig, get_config
-from .model import StereoNet
+from .. import config as config_module
+from ..config import ModelConfig, architecture_defaults, get_config
+from ..model import StereoNet
+from .sidecar import SidecarError, publish, sidecar_path, staged, verify_sidecar
 
-SHIPPED_DIR = Path(__file__).resolve().parent / "weights"
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def sidecar_path(weights_path: str | Path) -> Path:
-    return Path(weights_path).with_suffix(".json")
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "weights"
+CONFIG_FILE = Path(config_module.__file__).name  # named in mismatch errors
 
 
 def shipped_weights(config_name: str) -> Path | None:
@@ -38,13 +32,15 @@ def shipped_weights(config_name: str) -> Path | None:
 
 
 def save_weights(net: StereoNet, path: str | Path, info: dict[str, Any] | None = None) -> Path:
-    """Write `path` (.safetensors) and its `.json` sidecar (config + free-form training info)."""
+    """Write `path` (.safetensors) and its `.json` sidecar (architecture + free-form training info)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix != ".safetensors":
+        raise ValueError(f"{path}: weights are written as .safetensors")
     tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    save_file(tensors, str(path), metadata={"config": net.config.name})
-    meta = {"config": net.config.to_dict(), "info": info or {}}
-    sidecar_path(path).write_text(json.dumps(meta, indent=2) + "\n")
+    with staged(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"config": net.config.name})
+        publish(tmp, path, "weights", {"config": net.config.name, "architecture": net.config.architecture(),
+                                       "info": info or {}})
     return path
 
 
@@ -60,10 +56,29 @@ class LoadedModel:
         return self.weights_path is not None
 
 
+def check_architecture(path: Path, meta: dict[str, Any]) -> ModelConfig:
+    """The registry config the sidecar names, after checking every architecture field against it."""
+    name = str(meta.get("config"))
+    try:
+        registered = get_config(name)
+    except ValueError as error:
+        raise SidecarError(f"{sidecar_path(path)}: {error} in {CONFIG_FILE}") from None
+    recorded = {**architecture_defaults(), **dict(meta.get("architecture") or {})}
+    expected = registered.architecture()
+    unknown = sorted(set(recorded) - set(expected))
+    differ = [f"{k}: weights {recorded.get(k)!r}, {CONFIG_FILE} {v!r}" for k, v in expected.items()
+              if recorded.get(k) != v]
+    if unknown or differ:
+        raise SidecarError(f"{sidecar_path(path)} does not match config {name!r} in {CONFIG_FILE}: "
+                           + "; ".join(differ + [f"unknown field {k}" for k in unknown]))
+    return registered
+
+
 def load_model(config_name: str | None = None, weights: str | Path | None = None,
                max_disparity: int | None = None, use_shipped: bool = True) -> LoadedModel:
-    """Build the network. `weights` given: its sidecar's config (the name must agree if both are
-    given). Else the shipped weights for `config_name` if any, else random initialisation."""
+    """Build the network. `weights` given: the config its sidecar names (the name must agree if both are
+    given). Else the shipped weights for `config_name` if any, else random initialisation.
+    max_disparity: the search range (None: the config's default); it changes only the cost volume."""
     if weights is None and use_shipped and config_name is not None:
         weights = shipped_weights(config_name)
     if weights is None:
@@ -77,14 +92,10 @@ def load_model(config_name: str | None = None, weights: str | Path | None = None
         raise ValueError(f"{path}: weights must be a .safetensors file (pickled checkpoints are refused)")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: weights file not found")
-    meta_path = sidecar_path(path)
-    if meta_path.is_file():
-        config = ModelConfig.from_dict(json.loads(meta_path.read_text())["config"])
-    else:
-        config = get_config(config_name or "fast")
+    meta = verify_sidecar(path, "weights")
+    config = check_architecture(path, meta)
     if config_name is not None and config.name != config_name:
         raise ValueError(f"{path}: weights are for config {config.name!r}, not {config_name!r}")
-    # max_disparity changes only the size of the cost volume, not the weights.
     config = config.with_overrides(max_disparity=max_disparity)
     net = StereoNet(config)
     state = load_file(str(path))
@@ -93,11 +104,11 @@ def load_model(config_name: str | None = None, weights: str | Path | None = None
         raise ValueError(f"{path}: weights do not fit config {config.name!r} "
                          f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
     net.eval()
-    return LoadedModel(net, config, path, sha256_file(path))
+    return LoadedModel(net, config, path, str(meta["sha256"]))
 
 
 def describe(model: LoadedModel) -> str:
-    if model.weights_path is None:
+    if model.weights_path is None or model.weights_sha256 is None:
         return (f"config {model.config.name!r} with RANDOM weights: no trained weights found, "
                 "disparity will be meaningless")
     return f"config {model.config.name!r}, weights {model.weights_path} (sha256 {model.weights_sha256[:12]})"

@@ -1,0 +1,1 @@
+"""Artifacts: weights, exported ONNX graphs and TensorRT engines, each with a JSON sidecar."""

@@ -1,0 +1,45 @@
+"""Exported ONNX graphs cached under $ROS_HOME/stereo_depth/onnx, keyed by everything that shapes the
+graph: the weights' sha256, the architecture, input size, search range, export precision and exporter
+(opset, torch version). A warm start of the ONNX Runtime backend then skips the export (seconds).
+Random weights (no weights file) are never cached: every process draws other ones."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+
+from .onnx_export import OPSET, export_onnx
+from .paths import onnx_cache_dir
+from .sidecar import sidecar_problems
+from .weights import LoadedModel
+
+# Bump when onnx_export.py changes the graph it writes for the same inputs.
+EXPORT_FORMAT = 1
+
+
+def onnx_cache_key(weights_sha256: str, architecture: dict[str, object], height: int, width: int,
+                   max_disparity: int, precision: str) -> str:
+    fields = {"weights_sha256": weights_sha256, "architecture": architecture, "height": height, "width": width,
+              "max_disparity": max_disparity, "precision": precision, "opset": OPSET,
+              "torch": torch.__version__, "export_format": EXPORT_FORMAT}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def cached_onnx_path(model: LoadedModel, height: int, width: int, precision: str = "fp32") -> Path:
+    if model.weights_sha256 is None:
+        raise ValueError("random weights are not cached: export them to a temporary file")
+    key = onnx_cache_key(model.weights_sha256, model.config.architecture(), height, width,
+                         model.config.max_disparity, precision)
+    return onnx_cache_dir() / f"{model.config.name}_{width}x{height}_d{model.config.max_disparity}_{precision}_{key}.onnx"
+
+
+def cached_onnx(model: LoadedModel, height: int, width: int, precision: str = "fp32") -> tuple[Path, bool]:
+    """(path, exported_now): the cached graph if its sidecar verifies, else a fresh export into the cache."""
+    path = cached_onnx_path(model, height, width, precision)
+    _, problems = sidecar_problems(path, "onnx")
+    if not problems:
+        return path, False
+    export_onnx(model, path, height, width, precision)
+    return path, True

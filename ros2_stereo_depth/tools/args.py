@@ -1,0 +1,53 @@
+"""Argument groups shared by the `stereo-depth` tools, and their conversion to library calls.
+
+Defaults come from config.py (run-time settings of the registry entry), never from here: an omitted
+option is None and the library fills in the config's value.
+"""
+from __future__ import annotations
+
+import argparse
+
+from ..artifacts.weights import LoadedModel, load_model
+from ..config import CONFIGS, ENGINE_PRECISIONS
+from ..inference.select import BACKENDS, BackendRequest
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """Which network, at which static input size and search range."""
+    group = parser.add_argument_group("model")
+    group.add_argument("--config", default="fast", choices=sorted(CONFIGS), help="network config")
+    group.add_argument("--weights", help="safetensors weights (default: the shipped weights of --config)")
+    group.add_argument("--height", type=int, help="network input height (default: the config's)")
+    group.add_argument("--width", type=int, help="network input width (default: the config's)")
+    group.add_argument("--max-disparity", type=int,
+                       help="disparities searched at the network input resolution (default: the config's)")
+
+
+def load_model_from_args(args: argparse.Namespace) -> LoadedModel:
+    return load_model(args.config, args.weights, args.max_disparity)
+
+
+def input_size(args: argparse.Namespace, model: LoadedModel) -> tuple[int, int]:
+    """(height, width) asked for, else the config's; checked against the network's size rules."""
+    height, width = args.height or model.config.height, args.width or model.config.width
+    model.config.check_size(height, width)
+    return height, width
+
+
+def add_backend_arguments(parser: argparse.ArgumentParser, default: str = "auto") -> None:
+    """Which inference backend (create_backend) and its engine options."""
+    group = parser.add_argument_group("backend")
+    group.add_argument("--backend", choices=BACKENDS, default=default,
+                       help="auto prefers a valid TensorRT engine, then ONNX Runtime")
+    group.add_argument("--engine", default="", help="TensorRT engine (default: "
+                       "$ROS_HOME/stereo_depth/engines/<config>_<W>x<H>_d<D>_<precision>.engine)")
+    group.add_argument("--precision", choices=ENGINE_PRECISIONS, default="fp16",
+                       help="engine precision; torch on CUDA: fp16 autocast unless fp32")
+    group.add_argument("--threads", type=int, default=0, help="CPU threads (0: the library default)")
+
+
+def backend_request(args: argparse.Namespace) -> BackendRequest:
+    """The request for the model and backend arguments above."""
+    return BackendRequest(backend=args.backend, config=args.config, weights=args.weights or "",
+                          height=args.height or 0, width=args.width or 0, max_disparity=args.max_disparity or 0,
+                          engine_path=args.engine, precision=args.precision, threads=args.threads)
