@@ -5,10 +5,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ALOE := /usr/share/doc/opencv-doc/examples/data/aloeGT.png
-# The PyPI ROS wheels install their ament index into the venv prefix; a fixed domain keeps the
-# demo off other graphs on the machine, localhost-only discovery keeps DDS on loopback.
-ROS_ENV := AMENT_PREFIX_PATH=$(abspath $(VENV)) RMW_IMPLEMENTATION=rmw_fastrtps_cpp \
-           ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST PYTHONUNBUFFERED=1
+# The ROS environment (the PyPI wheels' ament index in the venv, Fast DDS and its profile, discovery on
+# this host) is set by ros2_stereo_depth/ros/environment.py, its one home: the demo and test/conftest.py
+# call it. A fixed domain keeps the demo off other graphs on the machine.
 
 .PHONY: venv demo test aloe clean
 
@@ -29,10 +28,10 @@ $(ALOE):
 	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends opencv-doc >/dev/null
 
 demo: $(STAMP)
-	$(ROS_ENV) ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-42} $(PY) -m ros2_stereo_depth demo --out demo_output
+	ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-42} $(PY) -m ros2_stereo_depth demo --out demo_output
 
 test: $(STAMP) aloe
-	$(ROS_ENV) $(PY) -m pytest test
+	$(PY) -m pytest test
 
 clean:
 	rm -rf $(VENV) demo_output build install log *.egg-info
