@@ -105,6 +105,24 @@ def chart_points(options: BenchOptions) -> dict[str, list[dict[str, Any]]]:
     return series
 
 
+def flops_entries(options: BenchOptions) -> list[dict[str, Any]]:
+    """FLOPs and the Orin ESTIMATE for each config at its input size and the chart sizes."""
+    from ..config import get_config
+    from .flops import count_flops, orin_estimate_ms
+
+    entries = []
+    for config in options.configs:
+        multiple = get_config(config).size_multiple
+        sizes = {config_input(config, options)[0], *options.chart_sizes}
+        for size in sorted(sizes):
+            if size[0] % multiple or size[1] % multiple:
+                continue
+            entry = count_flops(config, size, search_range(size[0], multiple))
+            entry["orin_estimate"] = orin_estimate_ms(entry["gflops"])
+            entries.append(entry)
+    return entries
+
+
 def machine() -> dict[str, Any]:
     import cv2
     import onnxruntime
@@ -144,6 +162,7 @@ def run_bench(options: BenchOptions, chart_path: str | None = None) -> dict[str,
             from .speed_chart import draw_chart
             draw_chart(report["chart"], chart_path, f"Aloe (641x555 reference), {report['machine']['platform']}")
             report["chart_png"] = chart_path
+    report["flops"] = flops_entries(options)
     report["machine"]["load_average_end"] = os.getloadavg()
     report["bench_peak_rss_mib"] = peak_rss_mib()
     report["targets"] = targets(report)
@@ -258,6 +277,19 @@ def markdown(report: dict[str, Any]) -> str:
         for name, points in report["chart"].items():
             for p in points:
                 lines.append(f"| {name} | {p['size']}, {p['max_disparity']} | {p['p50_ms']:.1f} | {p['bad2']:.1f} |")
+        lines.append("")
+    if report.get("flops"):
+        from .flops import UTILISATION
+        lines += ["### Arithmetic and the Jetson Orin ESTIMATE (not a measurement)", "",
+                  f"FP16 time = FLOPs / (dense FP16 tensor peak x utilisation {UTILISATION[0]:.0%}..{UTILISATION[1]:.0%}, "
+                  "assumed). Largest parts by FLOPs in the last column.", "",
+                  "| config | input, D | GFLOPs | " + " | ".join(e["device"] for e in report["flops"][0]["orin_estimate"])
+                  + " | largest modules (GFLOPs) |", "|---|---|---|" + "---|" * len(report["flops"][0]["orin_estimate"]) + "---|"]
+        for f in report["flops"]:
+            estimates = " | ".join(f"{e['estimate_ms_range'][0]:.1f}..{e['estimate_ms_range'][1]:.1f} ms (est.)"
+                                   for e in f["orin_estimate"])
+            parts = ", ".join(f"{k.split('.', 1)[1]} {v:.1f}" for k, v in list(f["by_module_gflops"].items())[:4])
+            lines.append(f"| {f['config']} | {f['size']}, {f['max_disparity']} | {f['gflops']:.1f} | {estimates} | {parts} |")
         lines.append("")
     lines += ["### Targets (issue 11)", "", "| target | met | measured |", "|---|---|---|"]
     for t in report["targets"]:

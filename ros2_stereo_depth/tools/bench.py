@@ -38,9 +38,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="network input sizes of the Aloe accuracy-vs-time points (none: skip)")
     parser.add_argument("--chart", default="", help="write the accuracy-vs-milliseconds PNG here")
     parser.add_argument("--json", default="", help="also write the raw numbers to this file")
+    parser.add_argument("--ort-study", nargs="*", type=size, metavar="WxH",
+                        help="instead: ONNX Runtime session options, int8 quantisation and profile of the first "
+                             "--configs at these network input sizes (default 640x480 320x256)")
+    parser.add_argument("--rounds", type=int, default=10, help="--ort-study: interleaved runs per variant")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.ort_study is not None:
+        return run_ort_study(args)
     from ..evaluation.dds_latency import ros_environment
     ros_environment()  # before anything imports rclpy
     from ..evaluation.bench_report import BenchOptions, markdown, run_bench
@@ -50,6 +56,17 @@ def run(args: argparse.Namespace) -> int:
                            publish=not args.no_publish, e2e_backends=args.e2e_backends, e2e_frames=args.e2e_frames,
                            overload=not args.no_overload, chart_sizes=args.chart_sizes)
     report = run_bench(options, args.chart or None)
+    print(markdown(report))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+def run_ort_study(args: argparse.Namespace) -> int:
+    from ..evaluation.ort_study import markdown, study
+
+    sizes = args.ort_study or [(640, 480), (320, 256)]
+    report = study(args.configs[0], sizes, args.rounds, profile_size=sizes[0])
     print(markdown(report))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
