@@ -91,3 +91,29 @@ def test_chart_points_and_png(report):
     assert (image < 128).any(axis=2).mean() > 0.005  # axes, lines and labels were drawn
     targets = {t["target"]: t for t in data["targets"]}
     assert any(t.startswith("GPU") and t_["met"] is None for t, t_ in targets.items())
+
+
+@pytest.fixture(scope="module")
+def tiny_onnx(tmp_path_factory):
+    from ros2_stereo_depth.evaluation.ort_study import export_model
+    return export_model("tiny", (64, 48), 32, tmp_path_factory.mktemp("onnx"))
+
+
+def test_shipped_ort_session_options_are_the_measured_choice(tiny_onnx):
+    from ros2_stereo_depth.inference.onnxruntime_backend import OnnxRuntimeBackend
+    options = OnnxRuntimeBackend(tiny_onnx, threads=1).session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert options.intra_op_num_threads == 1
+    assert str(options.graph_optimization_level).endswith("ORT_ENABLE_ALL")
+
+
+def test_ort_profile_splits_time_by_op_type_and_module(tiny_onnx):
+    from ros2_stereo_depth.evaluation.ort_study import network_inputs, profile
+    result = profile(tiny_onnx, network_inputs((64, 48), 1), runs=2)
+    shares = dict(result["op_types"])
+    assert sum(shares.values()) == pytest.approx(100.0)
+    assert sum(dict(result["modules"]).values()) == pytest.approx(100.0)
+    # tiny aggregates a 3D cost volume and extracts 2D features: both kinds of convolution appear
+    assert any("3D" in op for op in shares) and any("2D" in op for op in shares)
+    assert any(m.startswith("/net/aggregation") for m, _ in result["modules"])
+    assert 0.0 < result["node_ms_per_run"] <= result["wall_ms_per_run"] * 1.5

@@ -31,6 +31,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "threads_1": {"intra_op_num_threads": 1},
     "threads_2": {"intra_op_num_threads": 2},
     "threads_2_no_spin": {"intra_op_num_threads": 2, "session.intra_op.allow_spinning": "0"},
+    "threads_1_no_spin": {"intra_op_num_threads": 1, "session.intra_op.allow_spinning": "0"},
+    "no_spin": {"session.intra_op.allow_spinning": "0"},  # what onnxruntime_backend.py ships
     "parallel_inter_2": {"execution_mode": "ORT_PARALLEL", "inter_op_num_threads": 2},
     "no_cpu_arena": {"enable_cpu_mem_arena": False},
     "no_mem_pattern": {"enable_mem_pattern": False},
@@ -189,6 +191,7 @@ def profile(path: Path, inputs: list[dict[str, np.ndarray]], runs: int = 5) -> d
     first_ts = measured[0]["ts"] if measured else 0
     by_type: dict[str, float] = defaultdict(float)
     by_node: dict[str, float] = defaultdict(float)
+    by_module: dict[str, float] = defaultdict(float)  # /net/<part>/<block>: what the lead edits in model/
     for e in events:
         if e.get("cat") != "Node" or not e.get("name", "").endswith("_kernel_time") or e["ts"] < first_ts:
             continue
@@ -198,9 +201,11 @@ def profile(path: Path, inputs: list[dict[str, np.ndarray]], runs: int = 5) -> d
             op = f"{op} {'3D' if rank.get(node, rank.get(node.rsplit('_', 1)[0], 4)) == 5 else '2D'}"
         by_type[op] += e["dur"]
         by_node[f"{node} ({op})"] += e["dur"]
+        by_module["/".join(node.split("/")[:4]) if node.startswith("/net/") else "(other)"] += e["dur"]
     total = sum(by_type.values())
     return {"runs": runs, "wall_ms_per_run": wall_ms, "node_ms_per_run": total / 1e3 / runs,
             "op_types": sorted(((k, 100.0 * v / total) for k, v in by_type.items()), key=lambda kv: -kv[1]),
+            "modules": sorted(((k, 100.0 * v / total) for k, v in by_module.items()), key=lambda kv: -kv[1]),
             "top_nodes": sorted(((k, 100.0 * v / total, v / 1e3 / runs) for k, v in by_node.items()),
                                 key=lambda kv: -kv[1])[:15]}
 
@@ -268,6 +273,8 @@ def markdown(report: dict[str, Any]) -> str:
                       f"({p['wall_ms_per_run']:.0f} ms wall) over {p['runs']} runs.", "",
                       "| op type | share % |", "|---|---|"]
             lines += [f"| {op} | {share:.1f} |" for op, share in p["op_types"] if share >= 0.5]
+            lines += ["", "| module | share % |", "|---|---|"]
+            lines += [f"| `{module}` | {share:.1f} |" for module, share in p["modules"] if share >= 0.5]
             lines += ["", "| node (op) | share % | ms per run |", "|---|---|---|"]
             lines += [f"| `{node}` | {share:.1f} | {ms:.1f} |" for node, share, ms in p["top_nodes"]]
         lines.append("")
