@@ -7,12 +7,13 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .speed import (STAGES, inference_on, node_overhead_ms, node_stages, peak_rss_mib, search_range, sgbm_on,
-                    stage_total_ms, synthetic_frames)
+from .speed import (STAGES, node_overhead_ms, node_stages, peak_rss_mib, search_range, stage_total_ms,
+                    synthetic_frames, versus_sgbm)
 
 Size = tuple[int, int]  # (width, height)
 
@@ -50,9 +51,10 @@ def config_input(config: str, options: BenchOptions) -> tuple[Size, int]:
     return size, search_range(size[0], model_config.size_multiple)
 
 
-def bench_row(config: str, backend_name: str, frames: list[Any], publishers: Any, options: BenchOptions,
-              sgbm: dict[str, float]) -> dict[str, Any]:
+def bench_row(config: str, backend_name: str, frames: list[Any], publishers: Any, options: BenchOptions) -> dict[str, Any]:
     size, max_disparity = config_input(config, options)
+    print(f"bench: {config} on {backend_name}, {len(frames)} frames of {frames[0].left.shape[1]}x"
+          f"{frames[0].left.shape[0]}", file=sys.stderr, flush=True)
     row: dict[str, Any] = {"config": config, "backend": backend_name, "input": f"{size[0]}x{size[1]}",
                            "max_disparity": max_disparity}
     try:
@@ -60,7 +62,7 @@ def bench_row(config: str, backend_name: str, frames: list[Any], publishers: Any
     except (RuntimeError, ValueError, FileNotFoundError, ImportError) as error:
         row["skipped"] = " ".join(str(error).split())
         return row
-    inference = inference_on(backend, frames, options.repeats, options.warmup)
+    inference, sgbm = versus_sgbm(backend, frames, max_disparity, options.repeats, options.warmup)
     stages = node_stages(backend, frames, publishers, options.repeats, options.warmup)
     row.update(device=backend.device, inference=inference, sgbm=sgbm,
                x_sgbm_time=inference["p50_ms"] / sgbm["p50_ms"], stages=stages,
@@ -76,6 +78,7 @@ def end_to_end_runs(row: dict[str, Any], camera: Size, frames: list[Any], option
     capacity_hz = 1e3 / row["stage_total_ms"]
     loads = [("below_capacity", options.e2e_load)] + ([("overload", 2.0)] if options.overload else [])
     for name, load in loads:
+        print(f"bench: {row['config']} on {row['backend']} end to end, {name}", file=sys.stderr, flush=True)
         request = EndToEndRequest(config=row["config"], backend=row["backend"], camera_size=camera,
                                   input_size=size, max_disparity=max_disparity, threads=options.threads,
                                   frames=frames, count=options.e2e_frames, rate_hz=capacity_hz * load)
@@ -83,17 +86,16 @@ def end_to_end_runs(row: dict[str, Any], camera: Size, frames: list[Any], option
 
 
 def chart_points(options: BenchOptions) -> dict[str, list[dict[str, Any]]]:
+    """Per chart size: SGBM and every config on the chart backend, timed interleaved on the same pair."""
     from ..config import get_config
-    from .speed_chart import accuracy_point, load_aloe
+    from .speed_chart import SGBM, accuracy_at_size, load_aloe
 
     aloe = load_aloe()
-    series: dict[str, list[dict[str, Any]]] = {"OpenCV SGBM": []}
+    series: dict[str, list[dict[str, Any]]] = {}
     for size in options.chart_sizes:
-        series["OpenCV SGBM"].append(accuracy_point(None, size, search_range(size[0], 16), options.repeats, aloe))
-    for config in options.configs:
-        multiple = get_config(config).size_multiple
-        name = f"{config} on {options.chart_backend}"
-        for size in options.chart_sizes:
+        methods: dict[str, tuple[Any, int]] = {SGBM: (None, search_range(size[0], 16))}
+        for config in options.configs:
+            multiple = get_config(config).size_multiple
             if size[0] % multiple or size[1] % multiple:
                 continue
             max_disparity = search_range(size[0], multiple)
@@ -101,7 +103,9 @@ def chart_points(options: BenchOptions) -> dict[str, list[dict[str, Any]]]:
                 backend = make_backend(config, options.chart_backend, size, max_disparity, options.threads)
             except (RuntimeError, ValueError, FileNotFoundError, ImportError):
                 continue
-            series.setdefault(name, []).append(accuracy_point(backend, size, max_disparity, options.repeats, aloe))
+            methods[f"{config} on {options.chart_backend}"] = (backend, max_disparity)
+        for name, point in accuracy_at_size(methods, size, options.repeats, aloe).items():
+            series.setdefault(name, []).append(point)
     return series
 
 
@@ -144,11 +148,8 @@ def run_bench(options: BenchOptions, chart_path: str | None = None) -> dict[str,
             frames = synthetic_frames(camera[0], camera[1], options.distinct_frames, 0.2 * camera[0])
             rows = []
             for config in options.configs:
-                size, max_disparity = config_input(config, options)
-                sgbm = sgbm_on(frames, size, max_disparity, options.repeats)
                 for backend_name in options.backends:
-                    row = bench_row(config, backend_name, frames, publishers, options, sgbm)
-                    rows.append(row)
+                    rows.append(bench_row(config, backend_name, frames, publishers, options))
             report["sizes"].append({"camera": f"{camera[0]}x{camera[1]}", "rows": rows})
     # The DDS runs after the in-process timing, so no node process competes with it for the cores.
     for camera, entry in zip(options.camera_sizes, report["sizes"]):
@@ -175,14 +176,15 @@ def _rows(report: dict[str, Any], camera: str) -> list[dict[str, Any]]:
 
 def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     """Issue 11's targets from this run's figures: met, not met, or not measured (None)."""
+    from .speed_chart import SGBM
     out: list[dict[str, Any]] = []
 
     def add(name: str, met: bool | None, measured: str) -> None:
         out.append({"target": name, "met": met, "measured": measured})
 
     chart = report.get("chart", {})
-    sgbm = {p["size"]: p for p in chart.get("OpenCV SGBM", [])}
-    ours = [(name, p) for name, points in chart.items() if name != "OpenCV SGBM" for p in points]
+    sgbm = {p["size"]: p for p in chart.get(SGBM, [])}
+    ours = [(name, p) for name, points in chart.items() if name != SGBM for p in points]
     at640 = [(name, p) for name, p in ours if p["size"] == "640x480" and "640x480" in sgbm]
     if at640:
         s = sgbm["640x480"]

@@ -49,17 +49,6 @@ def summarise_ms(samples_s: list[float]) -> dict[str, float]:
             "p95_ms": float(np.percentile(ms, 95)), "runs": int(ms.size)}
 
 
-def time_call(fn: Callable[[], Any], repeats: int, warmup: int) -> dict[str, float]:
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return summarise_ms(samples)
-
-
 def synthetic_frames(width: int, height: int, count: int, max_disparity_px: float) -> list[Any]:
     """`count` different synthetic frames (left, right RGB, disparity) at the camera size."""
     sequence = SyntheticSequence(SceneParams(height, width, max_disparity_px), seed=3)
@@ -164,32 +153,40 @@ def pairs_at(frames: list[Any], size: tuple[int, int]) -> list[tuple[np.ndarray,
     return [(resize(f.left), resize(f.right)) for f in frames]
 
 
-def time_on_pairs(fn: Callable[[np.ndarray, np.ndarray], Any], pairs: list[tuple[np.ndarray, np.ndarray]],
-                  repeats: int, warmup: int) -> dict[str, Any]:
-    """fn(left, right) over the pairs in turn; `frames_sha1` names the exact inputs, so two methods can be
-    shown to have run on the same frames."""
-    counter = iter(range(10**9))
-
-    def once() -> None:
-        left, right = pairs[next(counter) % len(pairs)]
-        fn(left, right)
-
+def input_digest(pairs: list[tuple[np.ndarray, np.ndarray]]) -> str:
     digest = hashlib.sha1()
     for left, right in pairs:
         digest.update(left.tobytes())
         digest.update(right.tobytes())
-    return {**time_call(once, repeats, warmup), "frames_sha1": digest.hexdigest()}
+    return digest.hexdigest()
 
 
-def sgbm_on(frames: list[Any], size: tuple[int, int], max_disparity: int, repeats: int) -> dict[str, Any]:
-    """SGBM on the frames resized to the network input size, searching the same range."""
-    return time_on_pairs(lambda left, right: sgbm_disparity(left, right, max_disparity), pairs_at(frames, size),
-                         repeats, 1)
+def time_interleaved(fns: dict[str, Callable[[np.ndarray, np.ndarray], Any]], pairs: list[tuple[np.ndarray, np.ndarray]],
+                     repeats: int, warmup: int) -> dict[str, dict[str, Any]]:
+    """Each fn(left, right) once per round on the round's pair, in alternating order, so that a load change
+    on a shared machine hits every method alike and their ratio holds. `frames_sha1` names the inputs."""
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    items = list(fns.items())
+    for r in range(warmup + repeats):
+        left, right = pairs[r % len(pairs)]
+        for name, fn in (items if r % 2 == 0 else items[::-1]):
+            start = time.perf_counter()
+            fn(left, right)
+            if r >= warmup:
+                samples[name].append(time.perf_counter() - start)
+    digest = input_digest(pairs)
+    return {name: {**summarise_ms(values), "frames_sha1": digest} for name, values in samples.items()}
 
 
-def inference_on(backend: StereoBackend, frames: list[Any], repeats: int, warmup: int) -> dict[str, Any]:
-    """backend.infer alone (normalisation included) at its input size, on the same frames as SGBM."""
-    return time_on_pairs(backend.infer, pairs_at(frames, (backend.width, backend.height)), repeats, warmup)
+def versus_sgbm(backend: StereoBackend, frames: list[Any], max_disparity: int, repeats: int,
+                warmup: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """backend.infer (normalisation included) and SGBM searching the same range, interleaved on the same
+    frames at the network input size -> (inference, sgbm) timings."""
+    pairs = pairs_at(frames, (backend.width, backend.height))
+    result = time_interleaved({"inference": backend.infer,
+                               "sgbm": lambda left, right: sgbm_disparity(left, right, max_disparity)},
+                              pairs, repeats, warmup)
+    return result["inference"], result["sgbm"]
 
 
 def stage_total_ms(stages: dict[str, dict[str, float]], which: tuple[str, ...] = STAGES) -> float:

@@ -18,7 +18,7 @@ import numpy as np
 from ..inference.base import StereoBackend, infer_at_image_size
 from .metrics import disparity_metrics
 from .sgbm import sgbm_disparity
-from .speed import time_call
+from .speed import time_interleaved
 
 ALOE_DIR = Path("/usr/share/doc/opencv-doc/examples/data")
 ALOE_SCALE = 0.5  # the README's protocol: 641x555, disparities 21..105 px
@@ -54,21 +54,29 @@ def sgbm_at(left: np.ndarray, right: np.ndarray, size: tuple[int, int], max_disp
     return back, has
 
 
-def accuracy_point(backend: StereoBackend | None, size: tuple[int, int], max_disparity: int, repeats: int,
-                   aloe: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]) -> dict[str, Any]:
-    """Dense bad-2 on Aloe and the time at `size` of the backend (None: SGBM), on the same resized pair."""
+SGBM = "OpenCV SGBM"
+
+
+def accuracy_at_size(methods: dict[str, tuple[StereoBackend | None, int]], size: tuple[int, int], repeats: int,
+                     aloe: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]) -> dict[str, dict[str, Any]]:
+    """Dense bad-2 on Aloe of each method (name -> (backend, or None for SGBM; search range)) run at
+    `size`, and its time at `size` on the same resized pair, all methods timed interleaved."""
     left, right, gt, valid = aloe
     small = [cv2.resize(im, size, interpolation=cv2.INTER_AREA) for im in (left, right)]
-    if backend is None:
-        disparity, predicted = sgbm_at(left, right, size, max_disparity)
-        timing = time_call(lambda: sgbm_disparity(small[0], small[1], max_disparity), repeats, 1)
-    else:
-        result = infer_at_image_size(backend, left, right)
-        disparity, predicted = result.disparity_px, np.ones(gt.shape, bool)
-        timing = time_call(lambda: backend.infer(small[0], small[1]), repeats, 1)
-    return {"size": f"{size[0]}x{size[1]}", "max_disparity": max_disparity,
-            "bad2": dense_bad2(disparity, predicted, gt, valid), "p50_ms": timing["p50_ms"],
-            "mean_ms": timing["mean_ms"]}
+    fns: dict[str, Any] = {}
+    points: dict[str, dict[str, Any]] = {}
+    for name, (backend, max_disparity) in methods.items():
+        if backend is None:
+            disparity, predicted = sgbm_at(left, right, size, max_disparity)
+            fns[name] = lambda l, r, d=max_disparity: sgbm_disparity(l, r, d)
+        else:
+            disparity, predicted = infer_at_image_size(backend, left, right).disparity_px, np.ones(gt.shape, bool)
+            fns[name] = backend.infer
+        points[name] = {"size": f"{size[0]}x{size[1]}", "max_disparity": max_disparity,
+                        "bad2": dense_bad2(disparity, predicted, gt, valid)}
+    for name, timing in time_interleaved(fns, [(small[0], small[1])], repeats, 1).items():
+        points[name].update(p50_ms=timing["p50_ms"], mean_ms=timing["mean_ms"])
+    return points
 
 
 COLOURS = [(40, 40, 200), (200, 120, 20), (30, 150, 30), (150, 40, 150), (20, 140, 200)]  # BGR
