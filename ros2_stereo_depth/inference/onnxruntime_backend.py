@@ -20,6 +20,7 @@ class OnnxRuntimeBackend:
             raise FileNotFoundError(f"{path}: ONNX model not found")
         meta_path = path.with_suffix(".json")
         self.meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        options = ort.SessionOptions()
         # Measured with `stereo-depth bench --ort-study` (BENCHMARKS.md, fast at 640x480 and 320x256, one
         # interleaved run): all graph optimisations (the default; basic/extended/none cost 1.3-1.7x);
         # sequential execution (parallel inter-op: 1.4-1.7x); CPU arena and memory pattern kept (off:
@@ -28,7 +29,6 @@ class OnnxRuntimeBackend:
         # that DDS, the node's callbacks and other processes need on a small shared CPU. The thread count
         # stays the `threads` parameter: on the loaded 2-vCPU machine 1 thread was fastest (0.68-0.70x),
         # which would not hold on a robot computer with free cores.
-        options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
