@@ -1,6 +1,4 @@
-"""`stereo-depth evaluate` on real data: the Middlebury Aloe pair (Debian's opencv-doc)."""
-import contextlib
-import io
+"""`stereo-depth evaluate` on real data: the Middlebury Aloe pair (Debian's opencv-doc, evaluation only)."""
 import json
 from pathlib import Path
 
@@ -9,19 +7,15 @@ import numpy as np
 import pytest
 
 from ros2_stereo_depth.cli import main
+from ros2_stereo_depth.evaluation.metrics import disparity_metrics
+from ros2_stereo_depth.evaluation.pairs import rescale_pair, single_pair
+from ros2_stereo_depth.inference.base import infer_at_image_size
+from ros2_stereo_depth.inference.select import BackendRequest, create_backend
 from ros2_stereo_depth.artifacts.weights import shipped_weights
 
 ALOE = Path("/usr/share/doc/opencv-doc/examples/data")
-PAIR = ["--left", str(ALOE / "aloeL.jpg"), "--right", str(ALOE / "aloeR.jpg"), "--gt", str(ALOE / "aloeGT.png")]
-# The shipped fast weights against SGBM in the same run, at this scale. Measured (README, Accuracy):
-# bad-2 28.1 % vs 32.0 % (0.88x), bad-3 21.8 % vs 31.8 % (0.69x), dense EPE 3.68 vs 9.76 px (0.38x).
-# The issue's target, bad-2 at 0.7x SGBM, is not reached yet; these bounds guard what we have.
-FAST_SCALE = 0.5
-FAST_VS_SGBM = {"bad2": 0.9, "bad3": 0.75, "epe": 0.45}
-# Aloe's largest disparity at half size is 105.5 px: 128 is the smallest multiple of the fast config's
-# 32 that covers it (and the training default). The config's 192 would also cost SGBM 64 more
-# unanswerable left-border columns (bad-2 41 % instead of 32 %), an easier bar than intended.
-FAST_MAX_DISPARITY = 128
+LEFT, RIGHT, GT = (str(ALOE / n) for n in ("aloeL.jpg", "aloeR.jpg", "aloeGT.png"))
+PAIR = ["--left", LEFT, "--right", RIGHT, "--gt", GT]
 
 pytestmark = pytest.mark.skipif(not (ALOE / "aloeGT.png").is_file(),
                                 reason="opencv-doc (Middlebury Aloe) not installed; `make test` installs it")
@@ -36,67 +30,148 @@ def evaluate_json(capsys, *args):
     return json.loads(evaluate(capsys, *args, "--json"))
 
 
-@pytest.fixture(scope="module")
-def tiny_quarter():
-    """One run shared by the checks below: random tiny network, quarter size (320x278)."""
-    out = io.StringIO()  # module-scoped fixtures cannot use capsys
-    with contextlib.redirect_stdout(out):
-        assert main(["evaluate", "--threads", "1", "--config", "tiny", *PAIR, "--scale", "0.25", "--json"]) == 0
-    return json.loads(out.getvalue())
+def failure(capsys, *args):
+    assert main(["evaluate", "--threads", "1", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return err
 
 
 def check_ranges(m):
-    assert set(m) == {"epe", "epe_predicted", "bad1", "bad2", "bad3", "d1", "density", "seconds"}
     assert 0.0 < m["density"] <= 100.0 and m["seconds"] > 0.0
     assert 100.0 >= m["bad1"] >= m["bad2"] >= m["bad3"] >= m["d1"] >= 0.0
     assert m["epe"] >= m["epe_predicted"] >= 0.0 or m["density"] == 100.0
+    assert 0.0 <= m["edge_bad2"] <= 100.0 and m["edge_pixels"] > 0
 
 
-def test_sgbm_on_aloe_is_sane(tiny_quarter):
-    sgbm = tiny_quarter["sgbm"]
-    check_ranges(sgbm)
-    assert 50.0 < sgbm["density"] < 95.0
-    assert 10.0 < sgbm["bad2"] < 60.0
-    assert sgbm["epe_predicted"] < 3.0 < sgbm["epe"]  # good where it answers; the holes cost
+def test_node_path_is_what_the_node_computes(capsys):
+    """Default: the node's input size and resize policy; the numbers equal those of create_backend +
+    infer_at_image_size run here directly; SGBM at the network's search range in image px."""
+    report = evaluate_json(capsys, "--config", "tiny", *PAIR, "--scale", "0.25", "--sgbm", "given")
+    p = report["protocol"]
+    assert p["path"] == "node" and p["resolution"] == ["320x278"] and p["network_input"] == ["256x192"]
+    assert p["search_range_px"] == [pytest.approx(64 * 320 / 256, abs=0.01)]  # tiny: 64 px at 256 wide
+    assert report["backend"] == "onnxruntime on cpu" and "sgbm_tuned" not in report
+    assert report["sgbm"]["num_disparities"] == [80] and report["sgbm"]["block_size"] == 5
+    check_ranges(report["model"])
+    check_ranges(report["sgbm"])
+    assert report["model"]["density"] == 100.0
+
+    _, item = single_pair(LEFT, RIGHT, GT)
+    item = rescale_pair(item, 0.25)
+    backend = create_backend(BackendRequest(backend="onnxruntime", config="tiny", threads=1)).backend
+    disparity = infer_at_image_size(backend, item.left, item.right).disparity_px
+    direct = disparity_metrics(disparity, item.disparity_px, item.valid, disparity > 0)
+    for key in ("epe", "bad2", "d1", "edge_bad2", "edge_epe"):
+        assert report["model"][key] == pytest.approx(direct[key], rel=1e-6), key
 
 
-def test_model_numbers_present_and_dense(tiny_quarter):
-    model = tiny_quarter["model"]
-    check_ranges(model)
-    assert model["density"] == 100.0 and model["epe"] == pytest.approx(model["epe_predicted"])
-    assert tiny_quarter["resolution"] == ["320x278"] and tiny_quarter["scale"] == 0.25
-    assert tiny_quarter["max_disparity"] == [64] and tiny_quarter["pairs"] == 1
+def test_native_path_pads_to_the_size_multiple(capsys):
+    report = evaluate_json(capsys, "--config", "tiny", *PAIR, "--scale", "0.125", "--native", "--sgbm", "none",
+                           "--backend", "torch")
+    p = report["protocol"]
+    assert p["path"] == "native" and p["resolution"] == ["160x139"] and p["network_input"] == ["160x144"]
+    assert p["search_range_px"] == [64.0] and report["backend"] == "torch on cpu"
+    assert "sgbm" not in report and "ratio_to_tuned_sgbm" not in report
+    check_ranges(report["model"])
 
 
 def test_unpredicted_pixels_count_as_errors(capsys):
     # Confidence is at most 1: nothing is predicted, so every valid pixel is bad and the dense EPE is
     # the mean ground truth at the evaluated size (160x139: nearest-neighbour, values x 160/1282).
-    m = evaluate_json(capsys, "--config", "tiny", *PAIR, "--scale", "0.125", "--min-confidence", "1.01")["model"]
-    assert m["density"] == 0.0 and m["bad1"] == m["bad3"] == m["d1"] == 100.0
-    gt = cv2.resize(cv2.imread(str(ALOE / "aloeGT.png"), cv2.IMREAD_GRAYSCALE), (160, 139), interpolation=cv2.INTER_NEAREST)
+    m = evaluate_json(capsys, "--config", "tiny", *PAIR, "--scale", "0.125", "--min-confidence", "1.01",
+                      "--sgbm", "none")["model"]
+    assert m["density"] == 0.0 and m["bad1"] == m["bad3"] == m["d1"] == m["edge_bad2"] == 100.0
+    gt = cv2.resize(cv2.imread(GT, cv2.IMREAD_GRAYSCALE), (160, 139), interpolation=cv2.INTER_NEAREST)
     assert m["epe_predicted"] is None
     assert m["epe"] == pytest.approx(gt[gt > 0].astype(np.float64).mean() * 160 / 1282, rel=1e-6)
 
 
-def test_table_and_dataset_layout_agree_with_single_pair(tmp_path, capsys):
+def test_dataset_layout_agrees_with_single_pair_and_tuned_sgbm_wins(tmp_path, capsys):
     scene = tmp_path / "Aloe"  # Middlebury 2006 layout, full size (GT scale 1 guessed from the width)
     scene.mkdir()
     for name, target in (("view1.jpg", "aloeL.jpg"), ("view5.jpg", "aloeR.jpg"), ("disp1.png", "aloeGT.png")):
         (scene / name).symlink_to(ALOE / target)
     single = evaluate_json(capsys, "--config", "tiny", *PAIR, "--scale", "0.125")
     dataset = evaluate_json(capsys, "--config", "tiny", "--dataset", str(tmp_path), "--scale", "0.125")
-    for method in ("model", "sgbm"):
-        for key in ("epe", "bad2", "d1", "density"):
+    for method in ("model", "sgbm", "sgbm_tuned"):
+        for key in ("epe", "bad2", "d1", "density", "edge_epe"):
             assert dataset[method][key] == pytest.approx(single[method][key]), (method, key)
+    tuned, given = single["sgbm_tuned"], single["sgbm"]
+    # Aloe's largest disparity at 1/8 size is 26.2 px: 16 and 32 (1.5 x 26.2 = 39) x 3 block sizes. At 160 px
+    # wide the 32 blind left columns cost more than the far disparities 16 misses: 16 wins. The given range is
+    # tiny's 64 px at 256 wide = 40 px at 160 wide, rounded up to 48.
+    assert tuned["candidates"] == 6 and tuned["num_disparities"] == 16 and given["num_disparities"] == [48]
+    assert tuned["bad2"] <= given["bad2"] and tuned["search_seconds"] > 0.0
+    assert single["ratio_to_tuned_sgbm"]["bad2"] == pytest.approx(single["model"]["bad2"] / tuned["bad2"])
     table = evaluate(capsys, "--config", "tiny", *PAIR, "--scale", "0.125")
-    assert "scale 0.125 (160x139)" in table and "sgbm" in table and "bad-2 (%)" in table
+    assert "scale 0.125 (160x139), node path" in table and "sgbm_tuned" in table and "edge bad-2 (%)" in table
 
 
-def test_shipped_fast_weights_beat_sgbm_on_aloe(capsys):
-    if shipped_weights("fast") is None:
-        pytest.skip("ros2_stereo_depth/weights/fast.safetensors not shipped yet (trained by `stereo-depth train`)")
-    report = evaluate_json(capsys, "--config", "fast", *PAIR, "--scale", str(FAST_SCALE),
-                           "--max-disparity", str(FAST_MAX_DISPARITY))
-    assert report["weights"].startswith("config 'fast', weights")
-    for metric, ratio in FAST_VS_SGBM.items():
-        assert report["model"][metric] < ratio * report["sgbm"][metric], (metric, report)
+def test_ground_truth_of_another_size_is_an_error(tmp_path, capsys):
+    small = tmp_path / "small_gt.png"
+    cv2.imwrite(str(small), cv2.resize(cv2.imread(GT, cv2.IMREAD_GRAYSCALE), (641, 555), interpolation=cv2.INTER_NEAREST))
+    err = failure(capsys, "--config", "tiny", "--left", LEFT, "--right", RIGHT, "--gt", str(small), "--sgbm", "none")
+    assert str(small) in err and "641x555" in err and "1282x1110" in err
+
+
+def test_colour_ground_truth_is_an_error(capsys):
+    err = failure(capsys, "--config", "tiny", "--left", LEFT, "--right", RIGHT, "--gt", LEFT, "--sgbm", "none")
+    assert LEFT in err and "colour image" in err
+
+
+def test_search_range_the_network_cannot_use_is_an_error(capsys):
+    err = failure(capsys, "--config", "tiny", *PAIR, "--max-disparity", "40", "--sgbm", "none")
+    assert "max_disparity 40" in err and "multiple of 16" in err
+
+
+# The shipped weights through the node's default path (ONNX Runtime, CPU), measured on Aloe with `evaluate` (the
+# README Accuracy table needs these). Guards: a regression of more than GUARD_PP points of bad-2 (or GUARD_EDGE_EPE px of edge EPE)
+# fails. Targets (issue 9): bad-2 <= 0.7x tuned SGBM and edge EPE below tuned SGBM's, at full and half size.
+# (config, scale): (bad-2 %, edge EPE px) measured
+MEASURED = {("fast", 1.0): (43.55, 20.27), ("fast", 0.5): (29.12, 10.97),
+            ("tiny", 1.0): (65.25, 23.68), ("tiny", 0.5): (46.32, 12.36)}
+TUNED_SGBM_BAD2 = {1.0: 24.02, 0.5: 23.96}  # numDisparities 144 / 80, block 3
+GUARD_PP, GUARD_EDGE_EPE = 1.0, 0.5
+TARGET_BAD2_RATIO = 0.7
+
+
+@pytest.fixture(scope="module", params=[1.0, 0.5], ids=["full", "half"])
+def shipped(request):
+    from ros2_stereo_depth.evaluation.network import NetworkSettings
+    from ros2_stereo_depth.evaluation.pairs import evaluation_pairs
+    from ros2_stereo_depth.evaluation.protocol import EvaluationSettings
+    from ros2_stereo_depth.evaluation.protocol import evaluate as run_protocol
+
+    scale = request.param
+    if shipped_weights("fast") is None or shipped_weights("tiny") is None:
+        pytest.skip("shipped weights missing")
+    reports = {}
+    for config, sgbm in (("fast", "tuned"), ("tiny", "none")):  # tuned SGBM does not depend on the network
+        settings = EvaluationSettings(NetworkSettings(config=config, threads=2), scale=scale, sgbm=sgbm)
+        reports[config] = run_protocol(evaluation_pairs(None, left=LEFT, right=RIGHT, gt=GT), settings)
+    return scale, reports
+
+
+@pytest.mark.parametrize("config", ["fast", "tiny"])
+def test_shipped_weights_do_not_regress(shipped, config):
+    scale, reports = shipped
+    model = reports[config]["model"]
+    assert reports[config]["protocol"]["path"] == "node" and reports[config]["weights"].startswith(f"config '{config}'")
+    bad2, edge_epe = MEASURED[(config, scale)]
+    assert model["bad2"] <= bad2 + GUARD_PP, model
+    assert model["edge_epe"] <= edge_epe + GUARD_EDGE_EPE, model
+    assert reports["fast"]["sgbm_tuned"]["bad2"] == pytest.approx(TUNED_SGBM_BAD2[scale], abs=0.1)
+
+
+def test_fast_edge_epe_beats_tuned_sgbm(shipped):
+    """Issue 9 target met: the network's disparity is dense, SGBM's holes cost it most at depth edges."""
+    _, reports = shipped
+    assert reports["fast"]["model"]["edge_epe"] < reports["fast"]["sgbm_tuned"]["edge_epe"]
+
+
+@pytest.mark.xfail(strict=True, reason="issue 9 target not met yet: fast bad-2 is 1.81x tuned SGBM at full size and "
+                                       "1.22x at half size (target 0.7x); strict: once reached, make it a guard")
+def test_fast_bad2_target_against_tuned_sgbm(shipped):
+    _, reports = shipped
+    assert reports["fast"]["ratio_to_tuned_sgbm"]["bad2"] <= TARGET_BAD2_RATIO

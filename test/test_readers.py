@@ -155,3 +155,28 @@ def test_aloe_ground_truth_is_in_full_size_pixels():
         pytest.skip("opencv-doc (Aloe) not installed; `make test` installs it")
     assert disparity.shape == (1110, 1282)
     assert 0.9 < valid.mean() < 1.0 and 150 < disparity.max() < 256
+
+
+def test_colour_ground_truth_is_refused_but_grey_in_three_channels_is_read(tmp_path, pair_images):
+    colour = tmp_path / "colour.png"
+    write_grey(colour, pair_images[0])  # three different channels
+    with pytest.raises(ValueError, match=f"{colour}: a colour image, not a disparity map"):
+        read_ground_truth(colour)
+    grey3 = tmp_path / "grey3.png"
+    values = np.arange(H * W, dtype=np.uint8).reshape(H, W)
+    write_grey(grey3, np.dstack([values] * 3))
+    disparity, valid = read_ground_truth(grey3, 2.0)
+    np.testing.assert_array_equal(disparity, values / 2.0)
+    assert not valid[0, 0] and valid.sum() == H * W - 1
+    pfm(tmp_path / "rgb.pfm", np.ones((H, W, 3), np.float32))
+    with pytest.raises(ValueError, match="3-channel PFM"):
+        read_ground_truth(tmp_path / "rgb.pfm")
+
+
+def test_ground_truth_of_another_size_names_the_pair(tmp_path, pair_images, disparity):
+    scene = tmp_path / "s"
+    write_rgb(scene / "im0.png", pair_images[0])
+    write_rgb(scene / "im1.png", pair_images[1])
+    pfm(scene / "disp0.pfm", disparity[:, :-1])
+    with pytest.raises(ValueError, match=f"s: ground truth is {W - 1}x{H} but the images are {W}x{H}"):
+        list(open_eval_dataset(tmp_path, "middlebury2014"))

@@ -49,7 +49,8 @@ class PairFiles:
             return StereoPair(left, right, None, None)
         disparity, valid = self.ground_truth()
         if disparity.shape != left.shape[:2]:
-            raise ValueError(f"{self.name}: ground truth {disparity.shape} does not match the images {left.shape[:2]}")
+            raise ValueError(f"{self.name}: ground truth is {disparity.shape[1]}x{disparity.shape[0]} but the images "
+                             f"are {left.shape[1]}x{left.shape[0]}")
         return StereoPair(left, right, disparity.astype(np.float32), valid)
 
 
@@ -57,6 +58,8 @@ class PairFiles:
 # can pickle them under any start method.
 def _read_pfm_gt(path: Path, mask: Path | None) -> tuple[np.ndarray, np.ndarray]:
     disparity = read_pfm(path)
+    if disparity.ndim != 2:
+        raise ValueError(f"{path}: a 3-channel PFM, not a disparity map (one channel expected)")
     valid = np.isfinite(disparity) & (disparity >= 0)
     if mask is not None and mask.is_file():
         valid &= _read_grey(mask) == 255
@@ -65,17 +68,29 @@ def _read_pfm_gt(path: Path, mask: Path | None) -> tuple[np.ndarray, np.ndarray]
 
 def _read_png_gt(path: Path, divisor: float | None) -> tuple[np.ndarray, np.ndarray]:
     """KITTI: uint16 / 256. Middlebury 2005/06: uint8 / gt_scale (None: guess the scale from the width)."""
-    raw = _read_grey(path)
+    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if raw is None:
+        raise FileNotFoundError(f"{path}: cannot read")
+    if raw.ndim == 3:
+        # A grey map saved with three equal channels is fine; a colour image is not a disparity map
+        # (e.g. a left image or a colour-mapped visualisation given by mistake).
+        if not all(np.array_equal(raw[..., 0], raw[..., c]) for c in range(1, raw.shape[2])):
+            raise ValueError(f"{path}: a colour image, not a disparity map (one channel expected)")
+        raw = raw[..., 0]
     d = divisor if divisor is not None else _middlebury2006_scale(raw.shape[1])
     valid = raw > 0
     return np.where(valid, raw.astype(np.float32) / np.float32(d), 0.0).astype(np.float32), valid
 
 
-def read_ground_truth(path: str | Path, gt_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def ground_truth_reader(path: Path, gt_scale: float = 1.0) -> GroundTruth:
     """One ground-truth file by its extension: PFM (inf = invalid) or PNG (value / gt_scale, 0 = invalid;
-    KITTI's 16-bit PNGs need gt_scale 256) -> (disparity px, valid)."""
-    path = Path(path)
-    return _read_pfm_gt(path, None) if path.suffix.lower() == ".pfm" else _read_png_gt(path, gt_scale)
+    KITTI's 16-bit PNGs need gt_scale 256); reads (disparity px, valid) when called."""
+    return _pfm_inf_invalid(path) if path.suffix.lower() == ".pfm" else _png_zero_invalid(path, gt_scale)
+
+
+def read_ground_truth(path: str | Path, gt_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """`ground_truth_reader(path, gt_scale)()`: (disparity px, valid) now."""
+    return ground_truth_reader(Path(path), gt_scale)()
 
 
 def _pfm_inf_invalid(path: Path, mask: Path | None = None) -> GroundTruth:

@@ -1,4 +1,4 @@
-"""From dataset items to training batches: random crops and tensors."""
+"""From dataset items to training batches: random crops (a dataset transformation, so it lives with the data) and tensors."""
 from __future__ import annotations
 
 import numpy as np

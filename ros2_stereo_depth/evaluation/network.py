@@ -1,0 +1,86 @@
+"""The network side of an evaluation, through the same backends and resize policy as the node.
+
+Node path (default): one backend at the network input size the node uses (the config's unless given),
+`infer_at_image_size` resizes each pair to it and the result back: exactly the disparity the node
+publishes for a camera of that resolution. Native path (`native=True`): a backend at the image's own
+size padded up to the network's size multiple (edge replication, right/bottom), output cropped back.
+
+A pixel counts as predicted by the node's own rule (ros/node.py compute_disparity, default parameters
+min_disparity 0.0, min_confidence 0.0): finite, above min_disparity, confidence at least min_confidence.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from ..config import get_config
+from ..inference.base import StereoBackend, StereoResult, infer_at_image_size
+from ..inference.select import BackendRequest, SelectedBackend, create_backend
+
+
+@dataclass(frozen=True)
+class NetworkSettings:
+    backend: str = "auto"  # as the node's `backend` parameter; auto = ONNX Runtime without TensorRT
+    config: str = "fast"
+    weights: str = ""  # empty: the shipped weights of `config`
+    native: bool = False
+    height: int = 0  # node path: network input size (0: the config's, as the node)
+    width: int = 0
+    max_disparity: int = 0  # at the network input (node path) or image (native) resolution; 0: the default
+    precision: str = "fp16"
+    threads: int = 0
+    min_disparity: float = 0.0  # the node's defaults
+    min_confidence: float = 0.0
+
+
+class NetworkRunner:
+    """(left, right) any size -> (disparity px at that size, predicted mask), one backend per input size."""
+
+    def __init__(self, settings: NetworkSettings) -> None:
+        self.settings = settings
+        self.selected: dict[tuple[int, int], SelectedBackend] = {}
+
+    def backend_for(self, height: int, width: int) -> SelectedBackend:
+        s = self.settings
+        if s.native:
+            m = get_config(s.config).size_multiple
+            height, width = -(-height // m) * m, -(-width // m) * m
+        else:
+            height, width = s.height, s.width
+        if (height, width) not in self.selected:
+            self.selected[(height, width)] = create_backend(BackendRequest(
+                backend=s.backend, config=s.config, weights=s.weights, height=height, width=width,
+                max_disparity=s.max_disparity, precision=s.precision, threads=s.threads))
+        return self.selected[(height, width)]
+
+    def search_range_px(self, height: int, width: int) -> float:
+        """The disparities the network searches, in px of an image of this size."""
+        selected = self.backend_for(height, width)
+        b = selected.backend
+        d = b.max_disparity or selected.model.config.max_disparity
+        return float(d) if self.settings.native else d * width / b.width
+
+    def __call__(self, left_rgb: np.ndarray, right_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        h, w = left_rgb.shape[:2]
+        backend = self.backend_for(h, w).backend
+        if self.settings.native:
+            result = _infer_padded(backend, left_rgb, right_rgb)
+        else:
+            result = infer_at_image_size(backend, left_rgb, right_rgb)
+        disparity = result.disparity_px
+        predicted = (np.isfinite(disparity) & (disparity > self.settings.min_disparity)
+                     & (result.confidence >= self.settings.min_confidence))
+        return disparity, predicted
+
+
+def _infer_padded(backend: StereoBackend, left_rgb: np.ndarray, right_rgb: np.ndarray) -> StereoResult:
+    h, w = left_rgb.shape[:2]
+    pad = (0, backend.height - h, 0, backend.width - w)
+
+    def padded(image: np.ndarray) -> np.ndarray:
+        return np.asarray(cv2.copyMakeBorder(image, *pad, cv2.BORDER_REPLICATE))
+
+    result = backend.infer(padded(left_rgb), padded(right_rgb))
+    return StereoResult(result.disparity_px[:h, :w], result.confidence[:h, :w])

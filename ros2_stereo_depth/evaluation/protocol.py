@@ -1,0 +1,148 @@
+"""The evaluation protocol behind `stereo-depth evaluate`: the network against OpenCV SGBM on the same pairs.
+
+- Resolution: the pairs as given (full resolution) unless `scale` resizes them (images INTER_AREA, ground
+  truth nearest neighbour with values times the width ratio): every number is in px at that resolution.
+- Network: by default what the node publishes for a camera of that resolution with its default parameters
+  (evaluation/network.py); `native` runs the network at the image's own size instead.
+- SGBM: at the search range given (the network's, in px of the evaluated image) and, with sgbm="tuned"
+  (the default), tuned on the ground truth (evaluation/sgbm.py). Ratios are always network / tuned SGBM.
+- Metrics (evaluation/metrics.py): dense, pooled over all pairs' pixels; `seconds` is the wall time per
+  pair of each method alone (no file reading, no rescaling).
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+
+from ..pair import StereoPair
+from ..artifacts.weights import describe
+from .metrics import EDGE_THRESHOLD_PX, METRIC_KEYS, disparity_metrics, pool_metrics
+from .network import NetworkRunner, NetworkSettings
+from .pairs import rescale_pair
+from .sgbm import BLOCK_SIZE, sgbm_disparity, sgbm_num_disparities, tune_sgbm
+
+SGBM_MODES = ("tuned", "given", "none")
+RATIO_KEYS = ("bad1", "bad2", "bad3", "epe", "d1", "edge_bad2", "edge_epe")
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    network: NetworkSettings = field(default_factory=NetworkSettings)
+    scale: float = 1.0
+    sgbm: str = "tuned"  # tuned: given range and tuned; given: given range only; none: network only
+
+
+def evaluate(named_pairs: Iterable[tuple[str, StereoPair]], settings: EvaluationSettings,
+             verbose: bool = False) -> dict[str, object]:
+    if settings.sgbm not in SGBM_MODES:
+        raise ValueError(f"sgbm must be one of {SGBM_MODES}, not {settings.sgbm!r}")
+    runner = NetworkRunner(settings.network)
+    pairs: list[StereoPair] = []  # kept for the SGBM tuning only
+    count = 0
+    per_pair: dict[str, list[dict[str, float]]] = {"model": [], "sgbm": []}
+    seconds = {"model": 0.0, "sgbm": 0.0}
+    sizes, ranges, sgbm_ranges = set(), set(), set()
+    for name, item in named_pairs:
+        item = rescale_pair(item, settings.scale)
+        assert item.disparity_px is not None and item.valid is not None
+        count += 1
+        if settings.sgbm == "tuned":
+            pairs.append(item)
+        h, w = item.left.shape[:2]
+        sizes.add(f"{w}x{h}")
+        search_px = runner.search_range_px(h, w)
+        ranges.add(round(search_px, 2))
+        started = time.perf_counter()
+        disparity, predicted = runner(item.left, item.right)
+        seconds["model"] += time.perf_counter() - started
+        per_pair["model"].append(disparity_metrics(disparity, item.disparity_px, item.valid, predicted))
+        if settings.sgbm != "none":
+            sgbm_ranges.add(sgbm_num_disparities(search_px))
+            started = time.perf_counter()
+            disparity, predicted = sgbm_disparity(item.left, item.right, sgbm_num_disparities(search_px))
+            seconds["sgbm"] += time.perf_counter() - started
+            per_pair["sgbm"].append(disparity_metrics(disparity, item.disparity_px, item.valid, predicted))
+        if verbose:
+            print(f"{name}: {w}x{h} network bad-2 {per_pair['model'][-1]['bad2']:.1f} %")
+    if count == 0:
+        raise ValueError("no stereo pairs found")
+    selected = next(iter(runner.selected.values()))
+    report: dict[str, object] = {
+        "protocol": {
+            "path": "native" if settings.network.native else "node",
+            "scale": settings.scale, "resolution": sorted(sizes), "pairs": count,
+            "network_input": sorted(f"{b.backend.width}x{b.backend.height}" for b in runner.selected.values()),
+            "search_range_px": sorted(ranges), "edge_threshold_px": EDGE_THRESHOLD_PX,
+            "min_disparity": settings.network.min_disparity, "min_confidence": settings.network.min_confidence,
+        },
+        "backend": f"{selected.backend.name} on {selected.backend.device}",
+        "backend_reason": selected.reason,
+        "weights": describe(selected.model),
+        "settings": asdict(settings),
+        "model": _summary(per_pair["model"], seconds["model"] / count),
+    }
+    if settings.sgbm != "none":
+        report["sgbm"] = {**_summary(per_pair["sgbm"], seconds["sgbm"] / count),
+                          "num_disparities": sorted(sgbm_ranges), "block_size": BLOCK_SIZE}
+    if settings.sgbm == "tuned":
+        tuned = tune_sgbm(pairs)
+        report["sgbm_tuned"] = {**_summary([tuned.metrics], tuned.seconds_per_pair),
+                                "num_disparities": tuned.num_disparities, "block_size": tuned.block_size,
+                                "search_seconds": tuned.search_seconds, "candidates": len(tuned.tried)}
+        model, sgbm = report["model"], report["sgbm_tuned"]
+        report["ratio_to_tuned_sgbm"] = {k: _ratio(model[k], sgbm[k]) for k in RATIO_KEYS}  # type: ignore[index]
+    return report
+
+
+def _summary(per_pair: list[dict[str, float]], seconds: float) -> dict[str, float | None]:
+    pooled = pool_metrics(per_pair)
+    summary: dict[str, float | None] = {k: _finite(pooled[k]) for k in METRIC_KEYS}
+    summary["edge_pixels"] = pooled["edge_pixels"]
+    summary["seconds"] = seconds
+    return summary
+
+
+def _finite(value: float) -> float | None:
+    """NaN (e.g. epe_predicted with nothing predicted) is not JSON: None."""
+    return None if value != value else value
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None or b == 0 else a / b
+
+
+ROWS = (("epe", "EPE (px, dense)"), ("epe_predicted", "EPE (px, predicted only)"), ("bad1", "bad-1 (%)"),
+        ("bad2", "bad-2 (%)"), ("bad3", "bad-3 (%)"), ("d1", "D1-all (%)"), ("density", "density (%)"),
+        ("edge_bad2", "edge bad-2 (%)"), ("edge_epe", "edge EPE (px)"), ("seconds", "seconds / pair"))
+
+
+def format_table(report: dict[str, object]) -> str:
+    p: dict = report["protocol"]  # type: ignore[assignment]
+    methods = [m for m in ("model", "sgbm", "sgbm_tuned") if m in report]
+    lines = [f"{p['pairs']} pair(s) at scale {p['scale']} ({', '.join(p['resolution'])}), {p['path']} path "
+             f"(network input {', '.join(p['network_input'])}, search range {', '.join(map(str, p['search_range_px']))} px); "
+             "dense metrics over all pixels with ground truth (no prediction = error); "
+             f"edges: ground-truth jump > {p['edge_threshold_px']} px",
+             f"network: {report['weights']}; {report['backend']}"]
+    if "sgbm" in report:
+        s: dict = report["sgbm"]  # type: ignore[assignment]
+        lines.append(f"sgbm: numDisparities {', '.join(map(str, s['num_disparities']))}, block {s['block_size']}")
+    if "sgbm_tuned" in report:
+        t: dict = report["sgbm_tuned"]  # type: ignore[assignment]
+        lines.append(f"sgbm_tuned: numDisparities {t['num_disparities']}, block {t['block_size']} "
+                     f"(best bad-2 of {t['candidates']} settings, search {t['search_seconds']:.1f} s)")
+    header = f"{'metric':<26}" + "".join(f"{m:>12}" for m in methods)
+    if "ratio_to_tuned_sgbm" in report:
+        header += f"{'ratio':>10}"
+    lines.append(header)
+    for key, label in ROWS:
+        row = f"{label:<26}" + "".join(_cell(report[m].get(key), 12) for m in methods)  # type: ignore[attr-defined]
+        if "ratio_to_tuned_sgbm" in report:
+            row += _cell(report["ratio_to_tuned_sgbm"].get(key), 10)  # type: ignore[attr-defined]
+        lines.append(row)
+    return "\n".join(lines)
+
+
+def _cell(value: float | None, width: int) -> str:
+    return f"{'-':>{width}}" if value is None else f"{value:>{width}.3f}"

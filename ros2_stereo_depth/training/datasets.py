@@ -1,0 +1,92 @@
+"""What each training step sees, as a function of (seed, step, rank) only: exact resume, no global RNG.
+
+Step k of process `rank` (of `world`) takes the samples at positions (k * world + rank) * batch + j,
+j < batch. The synthetic set maps a position to its scene; a dataset of real pairs to a pair of a
+per-epoch permutation and a random crop, both seeded by the position.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from functools import partial
+
+import numpy as np
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from ..data.batches import collate, random_crop
+from ..pair import StereoPair
+from .settings import TrainSettings
+
+
+class StepBatches(Sampler[list[int]]):
+    """Sample positions of the steps [start, end) for one process."""
+
+    def __init__(self, start: int, end: int, batch_size: int, rank: int, world: int) -> None:
+        self.start, self.end, self.batch_size, self.rank, self.world = start, end, batch_size, rank, world
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for step in range(self.start, self.end):
+            first = (step * self.world + self.rank) * self.batch_size
+            yield list(range(first, first + self.batch_size))
+
+    def __len__(self) -> int:
+        return self.end - self.start
+
+
+def synthetic_source(settings: TrainSettings, stage: int) -> Dataset:
+    """The procedural generator (data/synthetic.py): the only place training depends on its API."""
+    from ..data.synthetic import SceneParams, SyntheticStereo
+    params = SceneParams(settings.crop_height, settings.crop_width,
+                         max_disparity_px=float(settings.max_disparity) * 0.95)
+    return SyntheticStereo(params, seed=settings.seed * 1000 + stage)  # type: ignore[return-value]
+
+
+class SyntheticItems(Dataset):
+    """Synthetic scenes as StereoPairs, every ground-truth pixel valid (the disparity is exact)."""
+
+    def __init__(self, source: Dataset) -> None:
+        self.source = source
+
+    def __len__(self) -> int:
+        return len(self.source)  # type: ignore[arg-type]
+
+    def __getitem__(self, position: int) -> StereoPair:
+        s = self.source[position % len(self)]
+        return StereoPair(s.left, s.right, s.disparity_px, np.ones(s.disparity_px.shape, bool))
+
+
+class CroppedItems(Dataset):
+    """Real pairs (data/readers.py): a new permutation every epoch, a random crop per position."""
+
+    def __init__(self, items: Dataset, height: int, width: int, seed: int) -> None:
+        self.items, self.height, self.width, self.seed = items, height, width, seed
+
+    def __len__(self) -> int:
+        return len(self.items)  # type: ignore[arg-type]
+
+    def __getitem__(self, position: int) -> StereoPair:
+        n = len(self)
+        epoch, offset = divmod(position, n)
+        index = int(np.random.default_rng([self.seed, epoch]).permutation(n)[offset])
+        rng = np.random.default_rng([self.seed, position, 1])
+        return random_crop(self.items[index], self.height, self.width, rng)
+
+
+def open_dataset(settings: TrainSettings, stage: int) -> Dataset:
+    if settings.data == "synthetic":
+        return SyntheticItems(synthetic_source(settings, stage))
+    from ..data.readers import open_training_dataset  # real formats only when asked
+    items = open_training_dataset(settings.data, settings.data_format, settings.mode)
+    return CroppedItems(items, settings.crop_height, settings.crop_width, settings.seed * 1000 + stage)
+
+
+def _ignore_sigint(_: int) -> None:
+    # Ctrl-C reaches the whole process group: the main process checkpoints and stops the workers itself.
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def step_loader(settings: TrainSettings, stage: int, start: int, end: int, rank: int, world: int) -> DataLoader:
+    """Batches for the global steps [start, end) of this process."""
+    return DataLoader(open_dataset(settings, stage), batch_sampler=StepBatches(start, end, settings.batch_size, rank, world),
+                      num_workers=settings.workers, collate_fn=partial(collate, max_disparity=settings.max_disparity),
+                      worker_init_fn=_ignore_sigint if settings.workers > 0 else None)

@@ -1,0 +1,98 @@
+"""What a training run does: its settings and its schedule of stages (YAML).
+
+A run is a list of stages; each stage is a full `TrainSettings` (its own steps, crop, search range,
+learning rate, data). Without a schedule file the run is one stage: the settings themselves.
+
+Schedule file (`--schedule stages.yaml`); every key but `stages` is a default for all stages, and any
+TrainSettings field may be set per stage (`crop: [H, W]` is short for crop_height / crop_width):
+
+    lr: 1.0e-3
+    stages:
+      - {steps: 2000, crop: [192, 256], max_disparity: 64}
+      - {steps: 1500, crop: [256, 384], max_disparity: 128, lr: 5.0e-4, data: /data/sceneflow}
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..data.readers import MODES
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    config: str = "fast"
+    data: str = "synthetic"  # 'synthetic' or a dataset directory (data/readers.py)
+    data_format: str = "auto"
+    mode: str = "supervised"
+    steps: int = 1000  # of this stage
+    batch_size: int = 4  # per process
+    crop_height: int = 256
+    crop_width: int = 320
+    max_disparity: int = 128  # searched during training; weights do not depend on it
+    lr: float = 1e-3  # peak; cosine decay to lr * final_lr_factor at the stage's last step
+    final_lr_factor: float = 0.01
+    warmup_steps: int = 50  # linear warmup at the start of each stage (at most a tenth of it)
+    weight_decay: float = 1e-4
+    seed: int = 0  # model initialisation and every sample and crop (no global RNG is used)
+    threads: int = 0  # torch CPU threads per process (0: leave torch's setting)
+    workers: int = 1  # DataLoader worker processes
+    init_weights: str = ""
+    log_every: int = 20
+    image_every: int = 500
+    checkpoint_every: int = 200
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"unknown training mode {self.mode!r}; choose one of {MODES}")
+        if self.steps <= 0 or self.batch_size <= 0:
+            raise ValueError("steps and batch_size must be positive")
+
+    def replace(self, **changes: Any) -> "TrainSettings":
+        return dataclasses.replace(self, **changes)
+
+
+FIELDS = frozenset(f.name for f in dataclasses.fields(TrainSettings))
+
+
+def settings_from_mapping(values: dict[str, Any], base: TrainSettings | None = None, where: str = "") -> TrainSettings:
+    """TrainSettings fields from a mapping (YAML); `crop: [H, W]` allowed; unknown keys are an error."""
+    values = dict(values)
+    if "crop" in values:
+        crop = values.pop("crop")
+        if not (isinstance(crop, (list, tuple)) and len(crop) == 2):
+            raise ValueError(f"{where}crop must be [height, width], not {crop!r}")
+        values["crop_height"], values["crop_width"] = int(crop[0]), int(crop[1])
+    unknown = set(values) - FIELDS
+    if unknown:
+        raise ValueError(f"{where}unknown training settings {sorted(unknown)}; known: {sorted(FIELDS)}")
+    return (base or TrainSettings()).replace(**values)
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    import yaml
+    values = yaml.safe_load(Path(path).read_text()) or {}
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: expected a mapping of settings")
+    return values
+
+
+def load_schedule(path: str | Path, base: TrainSettings) -> list[TrainSettings]:
+    """The stages of a schedule file, each on top of `base` and the file's own defaults."""
+    values = load_yaml(path)
+    stages = values.pop("stages", None)
+    if not isinstance(stages, list) or not stages:
+        raise ValueError(f"{path}: needs a non-empty list `stages`")
+    defaults = settings_from_mapping(values, base, f"{path}: ")
+    return [settings_from_mapping(stage or {}, defaults, f"{path}: stage {i}: ") for i, stage in enumerate(stages)]
+
+
+def stage_bounds(stages: list[TrainSettings]) -> list[tuple[int, int]]:
+    """[start, end) global steps of each stage."""
+    bounds, start = [], 0
+    for stage in stages:
+        bounds.append((start, start + stage.steps))
+        start += stage.steps
+    return bounds
