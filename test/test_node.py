@@ -245,11 +245,12 @@ def test_accuracy_with_shipped_weights(harness, first_frame):
     keep = ~sample.occluded & (d > 0)
     error = np.abs(d[keep] - sample.disparity_px[keep])
     median, bad2 = float(np.median(error)), float((error > 2.0).mean() * 100)
-    # This frame is hard: a periodic stripe background and a textureless ellipse, where
-    # any matcher is ambiguous. Measured with the shipped tiny weights: median 0.76 px, bad-2 29.8 %
-    # (random weights: median 33 px, bad-2 100 %); the bounds leave room for
-    # other thread counts and CPU kernels, and still fail an untrained network.
-    assert median < 1.2 and bad2 < 35.0, f"median error {median:.2f} px, bad-2 {bad2:.1f} % on non-occluded pixels"
+    # This frame (smooth low-contrast noise textures since the generator stopped reading opencv-doc
+    # images behind the caller's back) is hard for the shipped tiny weights, trained on the old
+    # scenes: median 3.48 px, bad-2 65.8 % (SGBM: median 0.25 px, bad-2 4.5 % where it answers;
+    # random weights: median 33 px, bad-2 100 %). Re-measure and tighten with retrained weights;
+    # the bounds leave room for other thread counts and CPU kernels, and still fail an untrained network.
+    assert median < 4.5 and bad2 < 75.0, f"median error {median:.2f} px, bad-2 {bad2:.1f} % on non-occluded pixels"
 
 
 def test_exact_time_sync_pairs_and_drops_stale():
