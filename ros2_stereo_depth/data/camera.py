@@ -17,18 +17,24 @@ from .render import to_uint8
 
 @dataclass(frozen=True)
 class Photometric:
-    """Per-view camera differences; `apply` draws a fresh camera from `rng` for each call."""
+    """Per-view camera differences; `apply` draws a fresh camera from `rng` for each call. The
+    defaults are the original gain/gamma/noise/blur/shift set; `realistic()` (the training default of
+    SyntheticStereo) adds signal-dependent noise, vignetting and JPEG."""
     gain_range: tuple[float, float] = (0.8, 1.2)  # exposure x gain
     bias_range: tuple[float, float] = (-0.08, 0.08)
     gamma_range: tuple[float, float] = (0.8, 1.25)
     colour_jitter: float = 0.05  # per-channel white-balance difference
     noise_std_range: tuple[float, float] = (0.0, 0.03)  # read noise
-    shot_noise_range: tuple[float, float] = (0.0, 0.02)  # signal-dependent: std = sqrt(read^2 + shot*x)
+    shot_noise_range: tuple[float, float] = (0.0, 0.0)  # signal-dependent: std = sqrt(read^2 + shot*x)
     blur_prob: float = 0.3
-    vignetting_range: tuple[float, float] = (0.0, 0.35)  # brightness loss in the corners
-    jpeg_prob: float = 0.3
+    vignetting_range: tuple[float, float] = (0.0, 0.0)  # brightness loss in the corners
+    jpeg_prob: float = 0.0
     jpeg_quality_range: tuple[int, int] = (40, 95)
     vertical_jitter_px: float = 0.5  # residual rectification error of the right view, max |dy|
+
+    @classmethod
+    def realistic(cls) -> "Photometric":
+        return cls(shot_noise_range=(0.0, 0.02), vignetting_range=(0.0, 0.35), jpeg_prob=0.3)
 
     def apply(self, rng: np.random.Generator, image: np.ndarray, right: bool = False) -> np.ndarray:
         x = image.astype(np.float32) * np.float32(1.0 / 255.0)

@@ -245,7 +245,7 @@ class SyntheticStereo:
     params: SceneParams = field(default_factory=SceneParams)
     seed: int = 0
     length: int = 1_000_000
-    photometric: Photometric | None = field(default_factory=Photometric)
+    photometric: Photometric | None = field(default_factory=Photometric.realistic)
     # Scale-change augmentation (render_scaled), factor drawn uniformly from this range; None (the
     # default) leaves the samples exactly as without it.
     scale_range: tuple[float, float] | None = None
