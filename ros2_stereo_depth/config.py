@@ -103,7 +103,7 @@ def architecture_defaults() -> dict[str, object]:
 CONFIGS: dict[str, ModelConfig] = {
     # Unit tests and the CPU demo on 2 cores.
     "tiny": ModelConfig("tiny", feature_channels=16, groups=4, downsample=4, aggregation_channels=8, refine=False,
-                        max_disparity=64, height=192, width=256, upsample="convex"),
+                        max_disparity=64, height=192, width=256),
     # The real-time model: 640x480 on a Jetson Orin with TensorRT. A 1/8 cost volume keeps the 3D
     # convolutions cheap; the half-resolution refinement restores the detail. Search range 128 px: what
     # the shipped weights were trained with (weights/fast.json, info.settings.max_disparity).
