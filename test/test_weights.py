@@ -59,6 +59,17 @@ def test_run_time_settings_come_from_the_registry_or_the_caller(tiny_weights: Pa
         get_config("tiny").with_overrides(groups=8)
 
 
+def test_search_range_is_checked_against_the_requested_width(tiny_weights: Path) -> None:
+    """A range wider than the config's default width (tiny: 256) is fine for a wider input: `--native`
+    evaluation of a large image asks for exactly that. It is still refused beyond the requested width."""
+    model = load_model(weights=tiny_weights, max_disparity=320, height=192, width=384)
+    assert (model.config.max_disparity, model.config.height, model.config.width) == (320, 192, 384)
+    with pytest.raises(ValueError, match="max_disparity 320 exceeds the input width 256"):
+        load_model(weights=tiny_weights, max_disparity=320)
+    with pytest.raises(ValueError, match="max_disparity 320 exceeds the input width 304"):
+        load_model(weights=tiny_weights, max_disparity=320, width=304)
+
+
 def test_a_new_architecture_field_reads_old_sidecars_with_its_default(monkeypatch, tiny_weights: Path) -> None:
     """The lead adds architecture fields with a default; sidecars written before then still load."""
     Extended = dataclasses.make_dataclass("ModelConfig", [("upsampling", str, dataclasses.field(default="bilinear"))],
