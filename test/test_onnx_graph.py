@@ -17,6 +17,10 @@ from ros2_stereo_depth.artifacts.onnx_check import OPS_FILE, check_graph, op_cou
 from ros2_stereo_depth.artifacts.onnx_export import export_onnx
 from ros2_stereo_depth.artifacts.weights import LoadedModel, load_model
 
+from torch_threads import torch_threads
+
+pytestmark = pytest.mark.export
+
 ALOE = Path("/usr/share/doc/opencv-doc/examples/data")
 CONFIGS = ("tiny", "fast", "accurate")
 PRECISIONS = ("fp32", "fp16")
@@ -66,10 +70,8 @@ def parity_model(config: str, height: int, width: int) -> LoadedModel:
 @pytest.fixture(scope="module", autouse=True)
 def _two_threads():
     """Thread count for this module only: set here, restored after (no setting at import)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(2):
+        yield
 
 
 @pytest.fixture(scope="module")
