@@ -49,8 +49,9 @@ def parity_model(config: str, height: int, width: int) -> LoadedModel:
     """Shipped weights if any. Else a seeded random net whose cost logits are rescaled to a std of 1
     on the Aloe pair: untouched, a random net's softmax is flat and every output is ~D/2, which would
     make any parity check vacuous; trained nets have peaked cost curves like this one."""
-    torch.manual_seed(0)
-    model = load_model(config)
+    with torch.random.fork_rng():  # seeded initialisation; the global RNG is restored after
+        torch.manual_seed(0)
+        model = load_model(config)
     if model.trained:
         return model
     left, right = (torch.from_numpy(normalise(x)) for x in aloe_pair(height, width))

@@ -21,8 +21,10 @@ SHIPPED_SHA256 = {"tiny": "36f666ea7e16", "fast": "4f893e508aa0"}
 
 @pytest.fixture
 def tiny_weights(tmp_path: Path) -> Path:
-    torch.manual_seed(0)
-    return save_weights(StereoNet(get_config("tiny")), tmp_path / "w.safetensors", {"steps": 7})
+    with torch.random.fork_rng():  # seeded initialisation; the global RNG is restored after
+        torch.manual_seed(0)
+        net = StereoNet(get_config("tiny"))
+    return save_weights(net, tmp_path / "w.safetensors", {"steps": 7})
 
 
 def test_sidecar_records_architecture_not_runtime(tiny_weights: Path) -> None:
