@@ -112,9 +112,10 @@ def test_self_supervised_loss_trains_the_network():
     """A real (tiny) network: finite loss, gradients reach the features, right pass is gradient-free."""
     from ros2_stereo_depth.config import get_config
     from ros2_stereo_depth.model import StereoNet
-    torch.manual_seed(0)
-    net = StereoNet(get_config("tiny").with_overrides(max_disparity=32)).train()
-    left, right = torch.randn(1, 3, 32, 64), torch.randn(1, 3, 32, 64)
+    with torch.random.fork_rng():  # seeded; the global RNG is restored after
+        torch.manual_seed(0)
+        net = StereoNet(get_config("tiny").with_overrides(max_disparity=32)).train()
+        left, right = torch.randn(1, 3, 32, 64), torch.randn(1, 3, 32, 64)
     outputs = net(left, right)
     loss = self_supervised_loss(net, left, right, outputs)
     loss.backward()

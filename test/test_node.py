@@ -12,7 +12,6 @@ import time
 import cv2
 import numpy as np
 import pytest
-import torch
 from sensor_msgs.msg import PointField
 
 from diagnostic_msgs.msg import DiagnosticStatus
@@ -26,19 +25,16 @@ from ros2_stereo_depth.ros.approximate_sync import ApproximateTimeSync
 from ros2_stereo_depth.ros.sync import ExactTimeSync
 from ros2_stereo_depth.artifacts.weights import shipped_weights
 
-from ros_harness import BASELINE, FRAME_ID, Harness, stereo_pair
+from ros_harness import BASELINE, FRAME_ID, running, stereo_pair
 
-torch.set_num_threads(1)
+pytestmark = [pytest.mark.dds, pytest.mark.usefixtures("one_torch_thread")]
 NODE_PARAMS = {"backend": "torch", "config": "tiny", "threads": 1, "min_confidence": 0.0, "min_disparity": 0.0}
 
 
 @pytest.fixture(scope="module")
 def harness():
     # Best-effort publishers (what camera drivers use) against the node's default best-effort QoS.
-    h = Harness("/test_node", NODE_PARAMS, reliable=False)
-    h.wait_connected()
-    yield h
-    h.close()
+    yield from running("/test_node", NODE_PARAMS, reliable=False)
 
 
 @pytest.fixture(scope="module")
@@ -253,11 +249,15 @@ def test_accuracy_with_shipped_weights(harness, first_frame):
     assert median < 4.5 and bad2 < 75.0, f"median error {median:.2f} px, bad-2 {bad2:.1f} % on non-occluded pixels"
 
 
+class Msg:
+    """Just what the synchronisers read: header.stamp; `ns` to tell the messages apart."""
+
+    def __init__(self, ns):
+        self.header = type("H", (), {"stamp": type("S", (), {"sec": ns // 10**9, "nanosec": ns % 10**9})})()
+        self.ns = ns
+
+
 def test_exact_time_sync_pairs_and_drops_stale():
-    class Msg:
-        def __init__(self, ns):
-            self.header = type("H", (), {"stamp": type("S", (), {"sec": ns // 10**9, "nanosec": ns % 10**9})})()
-            self.ns = ns
     sets = []
     sync = ExactTimeSync(["a", "b", "c"], queue_size=2, callback=lambda s: sets.append([m.ns for m in s]))
     sync.add(0, Msg(1)); sync.add(1, Msg(1))  # noqa: E702 - incomplete, then superseded by 2
@@ -271,10 +271,6 @@ def test_exact_time_sync_pairs_and_drops_stale():
 
 
 def test_approximate_sync_pairs_within_tolerance():
-    class Msg:
-        def __init__(self, ns):
-            self.header = type("H", (), {"stamp": type("S", (), {"sec": ns // 10**9, "nanosec": ns % 10**9})})()
-            self.ns = ns
     sets = []
     sync = ApproximateTimeSync(["l", "r"], queue_size=5, callback=lambda s: sets.append([m.ns for m in s]),
                                tolerance_s=0.010)

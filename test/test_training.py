@@ -27,16 +27,16 @@ from ros2_stereo_depth.training.losses import self_supervised_loss, supervised_l
 from ros2_stereo_depth.training.lr_schedule import learning_rate
 from ros2_stereo_depth.training.settings import TrainSettings, load_schedule
 
+from torch_threads import torch_threads
+
 MAX_DISPARITY = 32
 
 
 @pytest.fixture(autouse=True)
 def one_thread():
     """One torch thread per test (2 cores shared with other jobs), restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="module")
