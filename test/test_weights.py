@@ -31,7 +31,7 @@ def test_sidecar_records_architecture_not_runtime(tiny_weights: Path) -> None:
     meta = json.loads(tiny_weights.with_suffix(".json").read_text())
     assert meta["kind"] == "weights" and meta["sidecar_version"] == SIDECAR_VERSION
     assert meta["architecture"] == {"name": "tiny", "feature_channels": 16, "groups": 4, "downsample": 4,
-                                    "aggregation_channels": 8, "refine": False}
+                                    "aggregation_channels": 8, "refine": False, "upsample": "bilinear"}
     assert not set(RUNTIME_FIELDS) & set(meta["architecture"])
     assert meta["sha256"] == sha256_file(tiny_weights)
     assert sorted(p.name for p in tiny_weights.parent.iterdir()) == ["w.json", "w.safetensors"]  # no temp file
