@@ -32,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-confidence", type=float, default=0.0,
                         help="network pixels below this confidence are not predictions (default: the node's 0)")
     parser.add_argument("--json", action="store_true", help="print the numbers as JSON")
+    parser.add_argument("--picture", default="", help="write a PNG of the first pair: left | network | tuned SGBM "
+                                                      "| ground truth, with a colour scale")
     parser.add_argument("--verbose", action="store_true", help="one line per pair")
 
 
@@ -39,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     if args.native and (args.height or args.width):
         raise ValueError("--native runs the network at the image size: --height / --width do not apply")
     network = NetworkSettings(backend_request(args), native=args.native, min_confidence=args.min_confidence)
-    settings = EvaluationSettings(network=network, scale=args.scale, sgbm=args.sgbm)
+    settings = EvaluationSettings(network=network, scale=args.scale, sgbm=args.sgbm, picture=args.picture)
     pairs = evaluation_pairs(args.dataset, args.format, args.gt_scale, args.left, args.right, args.gt)
     report = evaluate(pairs, settings, verbose=args.verbose)
     print(json.dumps(report, indent=2, allow_nan=False) if args.json else format_table(report))
