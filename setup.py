@@ -9,12 +9,14 @@ setup(
     name=PACKAGE,
     version="0.1.0",
     packages=find_packages(exclude=["test", "test.*"]),
-    package_data={PACKAGE: ["weights/*.safetensors", "weights/*.json", "tools/*.yaml", "artifacts/*.txt"]},
+    package_data={PACKAGE: ["weights/*.safetensors", "weights/*.json", "tools/*.yaml", "artifacts/*.txt", "ros/*.xml"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+        (f"share/{PACKAGE}/config", ["ros2_stereo_depth/ros/fastdds_profile.xml"]),  # for the camera's environment
+        (f"share/{PACKAGE}/rviz", glob("rviz/*.rviz")),
         (f"share/{PACKAGE}/engines", ["engines/README.md"]),
     ],
     install_requires=["setuptools"],
@@ -28,6 +30,7 @@ setup(
         "console_scripts": [
             "stereo-depth = ros2_stereo_depth.cli:main",
             "stereo_depth_node = ros2_stereo_depth.ros.node:main",
+            "stereo_depth_lifecycle_node = ros2_stereo_depth.ros.lifecycle_node:main",
             "stereo_source = ros2_stereo_depth.ros.stereo_source:main",
         ],
     },

@@ -41,10 +41,13 @@ class ModelConfig:
     max_disparity: int  # D at input resolution: disparities 0..D-1 are searched
     height: int  # network input size
     width: int
+    upsample: str = "bilinear"  # coarse disparity to refinement/full resolution: bilinear | convex (learned)
 
     def __post_init__(self) -> None:
         if self.downsample not in (4, 8):
             raise ValueError(f"downsample must be 4 or 8, not {self.downsample}")
+        if self.upsample not in ("bilinear", "convex"):
+            raise ValueError(f"upsample must be bilinear or convex, not {self.upsample!r}")
         if self.feature_channels % self.groups:
             raise ValueError("feature_channels must be a multiple of groups")
         self.check_size(self.height, self.width, self.max_disparity)
@@ -106,9 +109,9 @@ CONFIGS: dict[str, ModelConfig] = {
     # the shipped weights were trained with (weights/fast.json, info.settings.max_disparity).
     "fast": ModelConfig("fast", feature_channels=48, groups=8, downsample=8, aggregation_channels=16, refine=True,
                         max_disparity=128, height=480, width=640),
-    # More channels; for desktop GPUs (no shipped weights).
+    # More channels, a 1/4 volume and learned (convex) upsampling; for desktop GPUs (no shipped weights yet).
     "accurate": ModelConfig("accurate", feature_channels=64, groups=16, downsample=4, aggregation_channels=32,
-                            refine=True, max_disparity=192, height=480, width=640),
+                            refine=True, max_disparity=192, height=480, width=640, upsample="convex"),
 }
 
 

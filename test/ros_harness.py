@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import Log
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.parameter import Parameter
@@ -27,7 +28,9 @@ from ros2_stereo_depth.ros.sync import stamp_key
 FX = 160.0  # px at 320 width
 BASELINE = 0.12  # m
 FRAME_ID = "test_left_optical"
-OUTPUTS = {"disparity": DisparityImage, "points2": PointCloud2, "depth": Image}
+OUTPUTS = {"disparity": DisparityImage, "points2": PointCloud2, "depth": Image, "confidence": Image,
+           "disparity/image_color": Image}
+DEFAULT_OUTPUTS = ("disparity", "points2", "depth")
 
 
 def stereo_pair(width: int = 320, height: int = 240, index: int = 0):
@@ -35,9 +38,19 @@ def stereo_pair(width: int = 320, height: int = 240, index: int = 0):
     return SyntheticSequence(SceneParams(height=height, width=width, max_disparity_px=32.0), seed=3).frame(index)
 
 
+def running(namespace: str, params: dict[str, Any], reliable: bool = True) -> Iterator["Harness"]:
+    """The body of a module fixture: a harness with the node started and its topics matched, closed after."""
+    harness = Harness(namespace, params, reliable)
+    try:
+        harness.wait_connected()
+        yield harness
+    finally:
+        harness.close()
+
+
 class Harness:
     def __init__(self, namespace: str, params: dict[str, Any], reliable: bool = True,
-                 start_node: bool = True) -> None:
+                 start_node: bool = True, outputs: tuple[str, ...] = DEFAULT_OUTPUTS) -> None:
         from ros2_stereo_depth.ros.node import StereoDepthNode
 
         self.namespace = namespace
@@ -59,14 +72,36 @@ class Harness:
         self.outputs: dict[int, dict[str, Any]] = {}
         self.receive_times: dict[int, float] = {}
         self.logs: list[Log] = []
-        out_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        for name, msg_type in OUTPUTS.items():
-            self.client.create_subscription(msg_type, name, lambda m, n=name: self._store(n, m), out_qos)
+        self.diagnostics: list[Any] = []  # this node's DiagnosticStatus messages, in arrival order
+        self.out_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self.output_subs = {name: self.subscribe(name) for name in outputs}
         self.client.create_subscription(Log, "/rosout", self._log, QoSProfile(depth=100))
+        self.client.create_subscription(DiagnosticArray, "/diagnostics", self._diagnostics, QoSProfile(depth=20))
         self.executor.add_node(self.client)
         self.thread = threading.Thread(target=self.executor.spin, daemon=True)
         self.thread.start()
         self.stamp_ns = time.time_ns()
+
+    def subscribe(self, name: str) -> Any:
+        return self.client.create_subscription(OUTPUTS[name], name, lambda m, n=name: self._store(n, m), self.out_qos)
+
+    def unsubscribe(self, name: str) -> None:
+        self.client.destroy_subscription(self.output_subs.pop(name))
+
+    def _diagnostics(self, msg: Any) -> None:
+        with self.lock:
+            self.diagnostics += [s for s in msg.status if s.name.startswith(f"{self.namespace}/stereo_depth_node")]
+
+    def diagnostic_values(self, since: int = 0, timeout: float = 5.0) -> tuple[Any, dict[str, str]]:
+        """The first status of this node received after the since-th one, and its values by key."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if len(self.diagnostics) > since:
+                    status = self.diagnostics[since]
+                    return status, {kv.key: kv.value for kv in status.values}
+            time.sleep(0.05)
+        raise TimeoutError("no /diagnostics status from the node")
 
     def _store(self, name: str, msg: Any) -> None:
         with self.lock:
@@ -80,7 +115,8 @@ class Harness:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if all(p.get_subscription_count() > 0 for p in self.pubs) and all(
-                    self.client.count_publishers(f"{self.namespace}/{n}") > 0 for n in OUTPUTS):
+                    self.client.count_publishers(f"{self.namespace}/{n}") > 0 for n in self.output_subs) and all(
+                    s.get_publisher_count() > 0 for s in self.output_subs.values()):
                 return
             time.sleep(0.05)
         raise TimeoutError("the node's topics did not match the client's within the timeout")
@@ -108,7 +144,7 @@ class Harness:
             pub.publish(msg)
         return stamp_key(msgs[0])
 
-    def wait_for(self, key: int, names=("disparity", "points2", "depth"), timeout: float = 30.0) -> dict[str, Any]:
+    def wait_for(self, key: int, names=DEFAULT_OUTPUTS, timeout: float = 30.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self.lock:

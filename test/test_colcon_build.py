@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.colcon
+
 REPO = Path(__file__).resolve().parents[1]
 COLCON = Path(sys.executable).with_name("colcon")
 
@@ -32,7 +34,7 @@ def install_dir(tmp_path_factory) -> Path:
 
 
 def test_executables_are_where_ros2_run_looks(install_dir):
-    for name in ("stereo_depth_node", "stereo_source", "stereo-depth"):
+    for name in ("stereo_depth_node", "stereo_depth_lifecycle_node", "stereo_source", "stereo-depth"):
         exe = install_dir / "lib" / "ros2_stereo_depth" / name
         assert exe.is_file() and os.access(exe, os.X_OK), exe
 
@@ -47,6 +49,9 @@ def test_launch_config_and_index_are_installed(install_dir):
              for node in ast.walk(tree) if isinstance(node, ast.Call)}
     assert {"Node", "DeclareLaunchArgument", "LaunchDescription"} <= names
     assert (install_dir / "share" / "ament_index" / "resource_index" / "packages" / "ros2_stereo_depth").is_file()
+    assert (share / "rviz" / "stereo_depth.rviz").read_text() == (REPO / "rviz" / "stereo_depth.rviz").read_text()
+    profile = (REPO / "ros2_stereo_depth" / "ros" / "fastdds_profile.xml").read_text()
+    assert (share / "config" / "fastdds_profile.xml").read_text() == profile  # for the launch file / camera
 
 
 def test_shipped_weights_are_installed_with_the_module(install_dir):
@@ -57,3 +62,4 @@ def test_shipped_weights_are_installed_with_the_module(install_dir):
     assert installed == shipped
     assert sorted(p.name for p in (site / "weights").glob("*.json")) == ["fast.json", "tiny.json"]
     assert (site / "artifacts" / "tensorrt_onnx_ops.txt").is_file()
+    assert (site / "ros" / "fastdds_profile.xml").is_file()  # what the executables load by default

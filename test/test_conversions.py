@@ -9,8 +9,9 @@ from sensor_msgs.msg import Image, PointField
 from std_msgs.msg import Header
 
 from ros2_stereo_depth.image_encoding import ImageError, image_to_array, image_to_rgb
+from ros2_stereo_depth.geometry import StereoCamera
 from ros2_stereo_depth.ros.conversions import (array_to_image, build_disparity_image, build_point_cloud, pack_rgb,
-                                               point_cloud_to_array, unpack_rgb)
+                                               point_cloud_to_array, unpack_rgb, valid_window)
 
 RNG = np.random.default_rng(0)
 
@@ -75,26 +76,44 @@ def test_rgb_packing_bits():
     np.testing.assert_array_equal(unpack_rgb(pack_rgb(colours)), colours)
 
 
-def test_point_cloud_layout():
+@pytest.mark.parametrize("avoid_padding,step,rgb_offset", [(False, 32, 16), (True, 16, 12)])
+def test_point_cloud_layout(avoid_padding, step, rgb_offset):
     h, w = 3, 5
-    xyz = RNG.normal(size=(h, w, 3)).astype(np.float32)
-    xyz[1, 2] = np.nan
+    camera = StereoCamera(100.0, 110.0, 2.0, 1.0, 0.2, w, h)
+    disparity = RNG.uniform(1.0, 8.0, (h, w)).astype(np.float32)
+    disparity[1, 2] = -1.0  # invalid
+    xyz = camera.points_from_disparity(disparity)
     rgb = RNG.integers(0, 256, (h, w, 3), dtype=np.uint8)
     header = Header(frame_id="cam")
     header.stamp.sec, header.stamp.nanosec = 12, 345
-    msg = build_point_cloud(xyz, rgb, header)
+    msg = build_point_cloud(camera, disparity, 0.0, rgb, header, avoid_padding)
     assert [(f.name, f.offset, f.datatype, f.count) for f in msg.fields] == [
         ("x", 0, PointField.FLOAT32, 1), ("y", 4, PointField.FLOAT32, 1),
-        ("z", 8, PointField.FLOAT32, 1), ("rgb", 12, PointField.FLOAT32, 1)]
-    assert (msg.height, msg.width, msg.point_step, msg.row_step) == (h, w, 16, 16 * w)
-    assert not msg.is_bigendian and not msg.is_dense and len(msg.data) == 16 * h * w
+        ("z", 8, PointField.FLOAT32, 1), ("rgb", rgb_offset, PointField.FLOAT32, 1)]
+    assert (msg.height, msg.width, msg.point_step, msg.row_step) == (h, w, step, step * w)
+    assert not msg.is_bigendian and not msg.is_dense and len(msg.data) == step * h * w
     assert msg.header.frame_id == "cam" and msg.header.stamp.nanosec == 345
-    # Point (row 2, column 3) read with struct at its byte offset, as a C++ consumer would.
-    x, y, z, colour = struct.unpack_from("<fffI", bytes(msg.data), (2 * w + 3) * 16)
+    # Point (row 2, column 3) read with struct at its byte offsets, as a C++ consumer would.
+    base = (2 * w + 3) * step
+    x, y, z = struct.unpack_from("<fff", bytes(msg.data), base)
+    (colour,) = struct.unpack_from("<I", bytes(msg.data), base + rgb_offset)
     assert (x, y, z) == tuple(float(v) for v in xyz[2, 3])
+    assert z == pytest.approx(100.0 * 0.2 / disparity[2, 3], rel=1e-6)
     assert colour == (int(rgb[2, 3, 0]) << 16) | (int(rgb[2, 3, 1]) << 8) | int(rgb[2, 3, 2])
     back = point_cloud_to_array(msg)
     assert np.isnan(back["z"][1, 2]) and np.array_equal(back["y"][0], xyz[0, :, 1])
+    no_colour = build_point_cloud(camera, disparity, 0.0, None, header, avoid_padding)
+    assert [f.name for f in no_colour.fields] == ["x", "y", "z"] and no_colour.point_step == (12 if avoid_padding else 16)
+    np.testing.assert_array_equal(point_cloud_to_array(no_colour)["x"], back["x"])
+
+
+def test_valid_window():
+    valid = np.zeros((6, 8), bool)
+    valid[2:5, 3:7] = True
+    valid[4, 1] = True
+    w = valid_window(valid)
+    assert (w.x_offset, w.y_offset, w.width, w.height) == (1, 2, 6, 3)
+    assert valid_window(np.zeros((2, 2), bool)).width == 0
 
 
 def test_disparity_image():

@@ -9,13 +9,14 @@ from ros2_stereo_depth.config import CONFIGS, ModelConfig, get_config
 from ros2_stereo_depth.model import StereoNet
 from ros2_stereo_depth.model.cost_volume import GroupwiseCorrelation, reference_groupwise_correlation
 from ros2_stereo_depth.model.regression import SoftArgminRegression
+from ros2_stereo_depth.model.upsampling import ConvexUpsampling
 from ros2_stereo_depth.artifacts.weights import load_model, save_weights
 
 
 @pytest.mark.parametrize("groups,disparities,width", [(4, 8, 20), (2, 16, 16), (1, 3, 7)])
 def test_skewed_cost_volume_equals_per_disparity_loop(groups, disparities, width):
-    torch.manual_seed(0)
-    left, right = torch.randn(2, 8, 5, width), torch.randn(2, 8, 5, width)
+    rng = torch.Generator().manual_seed(0)  # a local generator: the global RNG is left alone
+    left, right = torch.randn(2, 8, 5, width, generator=rng), torch.randn(2, 8, 5, width, generator=rng)
     fast = GroupwiseCorrelation(groups, disparities)(left, right)
     slow = reference_groupwise_correlation(left, right, groups, disparities)
     assert fast.shape == (2, groups, disparities, 5, width)
@@ -24,8 +25,7 @@ def test_skewed_cost_volume_equals_per_disparity_loop(groups, disparities, width
 
 def test_cost_volume_peaks_at_the_true_shift():
     """A right feature map that is the left one shifted by 3 px correlates best at d = 3."""
-    torch.manual_seed(1)
-    left = torch.randn(1, 64, 4, 32)
+    left = torch.randn(1, 64, 4, 32, generator=torch.Generator().manual_seed(1))
     right = torch.roll(left, shifts=-3, dims=3)  # right(x) = left(x + 3)
     volume = GroupwiseCorrelation(4, 8)(left, right)
     best = volume.mean(dim=1)[0, :, :, 8:-3].argmax(dim=0)
@@ -110,3 +110,36 @@ def test_shared_feature_weights_see_both_images_identically():
         fb2, fa2 = net.features(torch.cat([b, a])).chunk(2)
     np.testing.assert_allclose(fa.numpy(), fa2.numpy(), atol=1e-5)
     np.testing.assert_allclose(fb.numpy(), fb2.numpy(), atol=1e-5)
+
+
+def test_convex_upsampling_starts_as_box_and_keeps_constants():
+    """At its initialisation every fine pixel averages its 3x3 coarse neighbours equally: a constant
+    disparity stays exactly constant, and the output is factor times larger on each side."""
+    up = ConvexUpsampling(feature_channels=8, factor=4).eval()
+    disparity = torch.full((2, 1, 5, 7), 12.5)
+    with torch.no_grad():
+        fine = up(disparity, torch.randn(2, 8, 5, 7))
+    assert fine.shape == (2, 1, 20, 28)
+    torch.testing.assert_close(fine, torch.full_like(fine, 12.5))
+
+
+@pytest.mark.parametrize("neighbour,shift", [(4, (0, 0)), (3, (0, -1)), (1, (-1, 0)), (8, (1, 1))])
+def test_convex_upsampling_can_pick_one_neighbour_and_keep_edges_sharp(neighbour, shift):
+    """Weights that put all mass on one of the 3x3 neighbours (row-major, 4 = centre) copy that
+    coarse pixel into the whole fine cell: a depth edge stays a step, with no blended values."""
+    f = 2
+    up = ConvexUpsampling(feature_channels=4, factor=f).eval()
+    with torch.no_grad():
+        bias = torch.full((9, f * f), -50.0)
+        bias[neighbour] = 50.0
+        up.mask[-1].bias.copy_(bias.reshape(-1))
+        coarse = torch.zeros(1, 1, 4, 6)
+        coarse[..., :, 3:] = 40.0  # a vertical edge between columns 2 and 3
+        coarse[..., 2, :] += 1.0  # and a row that differs, so vertical shifts show too
+        fine = up(coarse, torch.randn(1, 4, 4, 6))
+    dy, dx = shift
+    padded = torch.nn.functional.pad(coarse, (1, 1, 1, 1), mode="replicate")
+    source = padded[..., 1 + dy:1 + dy + 4, 1 + dx:1 + dx + 6]
+    expected = source.repeat_interleave(f, dim=2).repeat_interleave(f, dim=3)
+    torch.testing.assert_close(fine, expected, atol=1e-4, rtol=0)
+    assert set(np.unique(np.round(fine.numpy(), 3))) <= {0.0, 1.0, 40.0, 41.0}

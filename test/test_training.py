@@ -21,11 +21,13 @@ from ros2_stereo_depth.fileio import write_rgb
 from ros2_stereo_depth.model import StereoNet
 from ros2_stereo_depth.pair import StereoPair
 from ros2_stereo_depth.training.checkpoint import load_checkpoint, save_checkpoint
-from ros2_stereo_depth.training.datasets import StepBatches
+from ros2_stereo_depth.training.datasets import StepBatches, synthetic_source
 from ros2_stereo_depth.training.loop import train
 from ros2_stereo_depth.training.losses import self_supervised_loss, supervised_loss
 from ros2_stereo_depth.training.lr_schedule import learning_rate
 from ros2_stereo_depth.training.settings import TrainSettings, load_schedule
+
+from torch_threads import torch_threads
 
 MAX_DISPARITY = 32
 
@@ -33,15 +35,15 @@ MAX_DISPARITY = 32
 @pytest.fixture(autouse=True)
 def one_thread():
     """One torch thread per test (2 cores shared with other jobs), restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="module")
 def batch():
-    source = SyntheticStereo(SceneParams(64, 96, 30.0), seed=1, photometric=None)
+    # no repeats or thin structures: 30 self-supervised steps cannot resolve those ambiguities
+    params = SceneParams(64, 96, 30.0, repetitive_prob=0.0, thin_structure_prob=0.0)
+    source = SyntheticStereo(params, seed=1, photometric=None)
     return collate([StereoPair(s.left, s.right, s.disparity_px, ~s.occluded) for s in (source[0], source[1])],
                    MAX_DISPARITY)
 
@@ -138,7 +140,8 @@ def test_step_batches_split_positions_between_processes():
 
 def settings(**changes):
     base = dict(config="tiny", steps=4, batch_size=1, crop_height=64, crop_width=96, max_disparity=MAX_DISPARITY,
-                workers=0, log_every=1, image_every=2, checkpoint_every=100, warmup_steps=0, threads=1)
+                workers=0, log_every=1, image_every=2, checkpoint_every=100, warmup_steps=0, threads=1,
+                textures="none")  # procedural scenes: loading the photo bank costs seconds per run
     base.update(changes)
     return TrainSettings(**base)
 
@@ -202,7 +205,8 @@ def test_train_command_with_a_schedule(tmp_path, capsys):
     path = tmp_path / "stages.yaml"
     path.write_text("stages:\n  - {steps: 1, crop: [64, 96], max_disparity: 32}\n  - {steps: 1, crop: [64, 64]}\n")
     assert main(["train", "--config", "tiny", "--schedule", str(path), "--out", str(tmp_path / "run"),
-                 "--batch-size", "1", "--workers", "0", "--threads", "1", "--max-disparity", "32"]) == 0
+                 "--batch-size", "1", "--workers", "0", "--threads", "1", "--max-disparity", "32",
+                 "--textures", "none"]) == 0
     assert "after 2 steps" in capsys.readouterr().out
     recorded = json.loads((tmp_path / "run" / "settings.json").read_text())["stages"]
     assert [(s["crop_height"], s["crop_width"], s["batch_size"]) for s in recorded] == [(64, 96, 1), (64, 64, 1)]
@@ -230,7 +234,8 @@ def test_ctrl_c_writes_a_checkpoint_and_a_resume_hint(tmp_path):
     out = tmp_path / "run"
     command = [sys.executable, "-m", "ros2_stereo_depth", "train", "--config", "tiny", "--steps", "100000",
                "--out", str(out), "--batch-size", "1", "--crop-height", "64", "--crop-width", "96",
-               "--max-disparity", "32", "--workers", "1", "--threads", "1", "--checkpoint-every", "1"]
+               "--max-disparity", "32", "--workers", "1", "--threads", "1", "--checkpoint-every", "1",
+               "--textures", "none"]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=run_env())
     try:
         deadline = time.monotonic() + 180
@@ -247,14 +252,14 @@ def test_ctrl_c_writes_a_checkpoint_and_a_resume_hint(tmp_path):
     hint = [line for line in output.splitlines() if line.startswith("stopped at step")]
     assert len(hint) == 1 and 1 <= first <= meta["step"] < 100000, output
     assert hint[0].startswith(f"stopped at step {meta['step']} of 100000, checkpoint {out / 'checkpoint.safetensors'}")
-    assert hint[0].endswith("--checkpoint-every 1 --resume") and "resume with: stereo-depth train" in hint[0]
+    assert hint[0].endswith("--checkpoint-every 1 --textures none --resume") and "resume with: stereo-depth train" in hint[0]
 
 
 def test_two_processes_under_torchrun(tmp_path):
     """gloo on CPU: two processes of batch 1 train on different samples and average their gradients, so the
     result differs from one process of batch 1; the weights record the world size."""
     common = ["--config", "tiny", "--steps", "2", "--batch-size", "1", "--crop-height", "64", "--crop-width", "96",
-              "--max-disparity", "32", "--workers", "0", "--threads", "1"]
+              "--max-disparity", "32", "--workers", "0", "--threads", "1", "--textures", "none"]
     subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                     "-m", "ros2_stereo_depth", "train", *common, "--out", str(tmp_path / "ddp")],
                    check=True, env=run_env(), timeout=300, capture_output=True)
@@ -263,3 +268,15 @@ def test_two_processes_under_torchrun(tmp_path):
     assert json.loads(ddp.with_suffix(".json").read_text())["info"]["world_size"] == 2
     a, b = weights_of(ddp), weights_of(single.weights)
     assert a.keys() == b.keys() and any(not torch.equal(a[k], b[k]) for k in a)
+
+
+def test_synthetic_training_data_uses_the_packaged_photos_unless_told_not_to():
+    """`textures: photos` (the default) hands the generator the photo bank, whose photo scenes differ
+    from the procedural ones; `none` trains on procedural scenes only."""
+    with_photos = synthetic_source(settings(textures="photos"), stage=0)
+    procedural = synthetic_source(settings(textures="none"), stage=0)
+    assert TrainSettings().textures == "photos"
+    assert procedural.textures is None and len(with_photos.textures) >= 10
+    assert not np.array_equal(with_photos[0].left, procedural[0].left)
+    with pytest.raises(ValueError, match="unknown textures"):
+        settings(textures="kitti")

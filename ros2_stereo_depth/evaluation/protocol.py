@@ -15,11 +15,15 @@ import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
+
+from ..fileio import write_rgb
 from ..pair import StereoPair
 from ..artifacts.weights import describe
 from .metrics import EDGE_THRESHOLD_PX, METRIC_KEYS, disparity_metrics, pool_metrics
 from .network import NetworkRunner, NetworkSettings
 from .pairs import rescale_pair
+from .picture import comparison_picture
 from .sgbm import BLOCK_SIZE, sgbm_disparity, sgbm_num_disparities, tune_sgbm
 
 SGBM_MODES = ("tuned", "given", "none")
@@ -31,12 +35,15 @@ class EvaluationSettings:
     network: NetworkSettings = field(default_factory=NetworkSettings)
     scale: float = 1.0
     sgbm: str = "tuned"  # tuned: given range and tuned; given: given range only; none: network only
+    picture: str = ""  # PNG of the first pair: left | network | tuned SGBM | ground truth (needs sgbm=tuned)
 
 
 def evaluate(named_pairs: Iterable[tuple[str, StereoPair]], settings: EvaluationSettings,
              verbose: bool = False) -> dict[str, object]:
     if settings.sgbm not in SGBM_MODES:
         raise ValueError(f"sgbm must be one of {SGBM_MODES}, not {settings.sgbm!r}")
+    if settings.picture and settings.sgbm != "tuned":
+        raise ValueError("the evaluation picture shows tuned SGBM: use it with --sgbm tuned")
     runner = NetworkRunner(settings.network)
     pairs: list[StereoPair] = []  # kept for the SGBM tuning only
     count = 0
@@ -56,6 +63,8 @@ def evaluate(named_pairs: Iterable[tuple[str, StereoPair]], settings: Evaluation
         started = time.perf_counter()
         disparity, predicted = runner(item.left, item.right)
         seconds["model"] += time.perf_counter() - started
+        if count == 1:
+            first_prediction = np.where(predicted, disparity, np.nan)
         per_pair["model"].append(disparity_metrics(disparity, item.disparity_px, item.valid, predicted))
         if settings.sgbm != "none":
             sgbm_ranges.add(sgbm_num_disparities(search_px))
@@ -92,7 +101,20 @@ def evaluate(named_pairs: Iterable[tuple[str, StereoPair]], settings: Evaluation
                                 "search_seconds": tuned.search_seconds, "candidates": len(tuned.tried)}
         model, sgbm = report["model"], report["sgbm_tuned"]
         report["ratio_to_tuned_sgbm"] = {k: _ratio(model[k], sgbm[k]) for k in RATIO_KEYS}  # type: ignore[index]
+        if settings.picture:
+            write_picture(settings.picture, pairs[0], first_prediction, tuned.num_disparities, tuned.block_size)
     return report
+
+
+def write_picture(path: str, pair: StereoPair, prediction: np.ndarray, num_disparities: int,
+                  block_size: int) -> None:
+    assert pair.disparity_px is not None and pair.valid is not None
+    sgbm, _ = sgbm_disparity(pair.left, pair.right, num_disparities, block_size)
+    gt = np.where(pair.valid, pair.disparity_px, np.nan)
+    top = float(np.nanpercentile(gt, 99.5)) * 1.1
+    write_rgb(path, comparison_picture(pair.left, [("network (node path)", prediction),
+                                                   (f"SGBM tuned (nd {num_disparities}, block {block_size})", sgbm),
+                                                   ("ground truth", gt)], top))
 
 
 def _summary(per_pair: list[dict[str, float]], seconds: float) -> dict[str, float | None]:

@@ -21,6 +21,17 @@ class OnnxRuntimeBackend:
             raise FileNotFoundError(f"{path}: ONNX model not found")
         self.meta = read_sidecar(path, "onnx") or {}
         options = ort.SessionOptions()
+        # Measured with `stereo-depth bench --ort-study` (BENCHMARKS.md, fast at 640x480 and 320x256, one
+        # interleaved run): all graph optimisations (the default; basic/extended/none cost 1.3-1.7x);
+        # sequential execution (parallel inter-op: 1.4-1.7x); CPU arena and memory pattern kept (off:
+        # 1.2-1.3x slower for at most 50 MiB less peak RSS); intra-op threads that do not spin while
+        # waiting: 0.68-1.0x ORT's default latency in every run, because spinning workers take the cores
+        # that DDS, the node's callbacks and other processes need on a small shared CPU. The thread count
+        # stays the `threads` parameter: on the loaded 2-vCPU machine 1 thread was fastest (0.68-0.70x),
+        # which would not hold on a robot computer with free cores.
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             options.intra_op_num_threads = threads
         available = ort.get_available_providers()

@@ -1,4 +1,4 @@
-"""The whole network: features -> cost volume -> 3D aggregation -> regression (-> refinement)."""
+"""The whole network: features -> cost volume -> 3D aggregation -> regression -> upsampling (-> refinement)."""
 from __future__ import annotations
 
 import torch
@@ -11,6 +11,7 @@ from .cost_volume import GroupwiseCorrelation
 from .features import FeatureExtractor
 from .refinement import DisparityRefinement
 from .regression import SoftArgminRegression
+from .upsampling import ConvexUpsampling
 
 
 class StereoNet(nn.Module):
@@ -23,6 +24,9 @@ class StereoNet(nn.Module):
         self.aggregation = CostAggregation(config.groups, config.aggregation_channels)
         self.regression = SoftArgminRegression(config.max_disparity // s, float(s))
         self.refinement = DisparityRefinement(config.aggregation_channels) if config.refine else None
+        # Convex upsampling goes to the refinement's half resolution, or straight to full resolution.
+        factor = s // 2 if config.refine else s
+        self.upsampling = ConvexUpsampling(config.feature_channels, factor) if config.upsample == "convex" else None
 
     def forward(self, left: torch.Tensor, right: torch.Tensor) -> dict[str, torch.Tensor]:
         """left, right: normalised (N,3,H,W). Returns full-resolution `disparity` (px, N,1,H,W),
@@ -34,10 +38,13 @@ class StereoNet(nn.Module):
         volume = self.cost_volume(feats[:n], feats[n:])
         cost = self.aggregation(volume)
         disparity, confidence = self.regression(cost)
+        if self.upsampling is not None:
+            disparity = self.upsampling(disparity, feats[:n])
         coarse = F.interpolate(disparity, size=(h, w), mode="bilinear", align_corners=False)
         if self.refinement is not None:
             half = (h // 2, w // 2)
-            disparity_half = F.interpolate(disparity, size=half, mode="bilinear", align_corners=False)
+            disparity_half = disparity if tuple(disparity.shape[2:]) == half else F.interpolate(
+                disparity, size=half, mode="bilinear", align_corners=False)
             image_half = F.avg_pool2d(left, 2)
             refined = self.refinement(image_half, disparity_half)
             full = F.interpolate(refined, size=(h, w), mode="bilinear", align_corners=False)

@@ -1,311 +1,339 @@
-"""`stereo_depth_node`: rectified stereo images + camera infos -> DisparityImage, PointCloud2, depth.
+"""`stereo_depth_node` and `stereo_depth_lifecycle_node`: rectified stereo images + camera infos ->
+DisparityImage, PointCloud2, depth, confidence, colour-mapped disparity; health on /diagnostics.
 
-Subscribes (relative names, so namespaces and remappings work):
-  left/image_rect, right/image_rect   sensor_msgs/Image (mono8, rgb8, bgr8, rgba8, bgra8)
-  left/camera_info, right/camera_info sensor_msgs/CameraInfo
-Publishes:
-  disparity  stereo_msgs/DisparityImage (32FC1 at the camera resolution)
-  points2    sensor_msgs/PointCloud2 (organised, x y z rgb float32, NaN where invalid)
-  depth      sensor_msgs/Image 32FC1 metres (NaN where invalid), when publish_depth
+A thin ROS shell over `processor.StereoProcessor` (as stereo_image_proc). Subscribes (relative names,
+so namespaces and remappings work): left/image_rect, right/image_rect (mono8, rgb8, bgr8, rgba8, bgra8),
+left/camera_info, right/camera_info, and left/image_rect_color (optional: the cloud's colour when
+published). Publishes disparity, points2, depth, confidence, disparity/image_color; an output is computed
+only while it has a subscriber, and nothing is inferred while no output has one.
 
-QoS: the subscriptions are BEST_EFFORT by default (`qos_reliability`), like stereo_image_proc's
-sensor-data default: a best-effort subscription matches both reliable and best-effort publishers, a
-reliable one matches only reliable publishers (camera drivers often publish best effort). Use
-`reliable` where every frame must arrive (bags, tests). Publishers are RELIABLE, which both kinds of
-subscriber accept.
+QoS: subscriptions are BEST_EFFORT by default (`qos_reliability`), stereo_image_proc's sensor-data
+default, which matches reliable and best-effort publishers; publishers are RELIABLE. Every topic takes
+`qos_overrides./<topic>.<publisher|subscription>.<policy>` parameters. Large images need the Fast DDS
+profile that `environment.apply_dds_defaults` installs (README "DDS settings").
 
-Threads: the subscription callbacks only pair, check and convert messages; inference runs in a worker
+Threads: the executor's callbacks only pair, check and convert messages; inference runs in a worker
 thread on the newest complete set. A set arriving while one is still waiting is dropped (counted): a
-depth stream wants the newest frame, not a growing backlog. Invalid sets are rejected before they can
+depth stream wants the newest frame, not a growing backlog. Invalid sets are refused before they can
 displace a valid one.
-
-Conventions (as stereo_image_proc): f = P_right[0], t = -P_right[3]/P_right[0] (baseline, metres); the
-published disparity is d = x_left - x_right + (cx_right - cx_left), so z = f*t/d; invalid pixels hold
-min_disparity - 1; the header (stamp and frame_id) of every output is the left image's.
 """
 from __future__ import annotations
 
-import dataclasses
+import copy
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import rclpy
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_system_default
+from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
-from std_msgs.msg import Header
 from stereo_msgs.msg import DisparityImage
 
-from ..geometry import StereoCamera
-from ..inference.base import StereoBackend, infer_at_image_size
-from ..inference.select import BACKENDS, BackendRequest, create_backend
-from .spin import run_node
+from ..config import ENGINE_PRECISIONS
 from ..image_encoding import ImageError, image_to_rgb
-from .conversions import array_to_image, build_disparity_image, build_point_cloud
-from .sync import ExactTimeSync
+from ..inference.select import BACKENDS, BackendRequest, create_backend
+from .approximate_sync import ApproximateTimeSync
+from .health import Health, Throttle
+from .params import Param, declare_parameters
+from .processor import OUTPUTS, InputError, OutputSettings, StereoProcessor, StereoSet, check_inputs
+from .serialize import serialize_large
+from .spin import run_node
+from .sync import ExactTimeSync, stamp_key
 
-TOPICS = ("left/image_rect", "right/image_rect", "left/camera_info", "right/camera_info")
+INPUTS = (("left/image_rect", Image), ("right/image_rect", Image),
+          ("left/camera_info", CameraInfo), ("right/camera_info", CameraInfo))
+COLOUR_TOPIC = "left/image_rect_color"
+OUTPUT_TYPES = {"disparity": DisparityImage, "points2": PointCloud2, "depth": Image, "confidence": Image,
+                "disparity/image_color": Image}
 ERROR_THROTTLE_S = 5.0  # one error per topic and problem in this period
-# The network regresses a continuous (soft-argmin) disparity; 1/16 px is the nominal sub-pixel step
-# reported in DisparityImage.delta_d, the same value stereo_image_proc's block matchers report.
-DELTA_D = 1.0 / 16.0
+DIAGNOSTICS_PERIOD_S = 1.0
 
-
-@dataclass(frozen=True)
-class Param:
-    default: Any
-    description: str
-    int_range: tuple[int, int] | None = None
-    float_range: tuple[float, float] | None = None
-    read_only: bool = True  # backend parameters only take effect at start-up
-    choices: tuple[str, ...] = ()
-
-
-# Names follow stereo_image_proc where they overlap (queue_size, min_disparity). Defaults match
-# config/stereo_depth.yaml.
+# Names, defaults and meanings follow stereo_image_proc where they overlap (queue_size, approximate_sync,
+# approximate_sync_tolerance_seconds, use_system_default_qos, min_disparity, use_color,
+# avoid_point_cloud_padding). config/stereo_depth.yaml holds the same defaults (a test keeps them equal).
 PARAMETERS: dict[str, Param] = {
     "backend": Param("auto", "inference backend: auto (TensorRT when an engine is valid, else ONNX Runtime), "
                      "tensorrt, onnxruntime or torch", choices=BACKENDS),
     "config": Param("fast", "network config name: tiny, fast or accurate"),
     "weights": Param("", "safetensors weights file; empty: the weights shipped for `config`"),
-    "engine_path": Param("", "TensorRT engine; empty: $ROS_HOME/stereo_depth/engines/<config>_<W>x<H>_d<D>_<precision>.engine"),
+    "engine_path": Param("", "TensorRT engine; empty: $ROS_HOME/stereo_depth/engines/"
+                         "<config>_<W>x<H>_d<D>_<precision>.engine"),
     "build_engine_if_missing": Param(False, "with TensorRT present: build a missing or stale engine at "
                                      "engine_path once (minutes) and cache it"),
-    "dla_core": Param(-1, "Jetson DLA core the engine is built for; -1: GPU only", int_range=(-1, 7)),
+    "dla_core": Param(-1, "Jetson DLA core the engine is built for; -1: GPU only", -1, 7),
     "cuda_graphs": Param(False, "tensorrt / torch on CUDA: replay a captured CUDA graph after the first frame"),
-    "onnx_path": Param("", "ONNX model for onnxruntime; empty: exported into a temporary directory at start-up"),
-    "precision": Param("fp16", "TensorRT engine / CUDA torch precision: fp32, fp16 or int8",
-                       choices=("fp32", "fp16", "int8")),
-    "input_width": Param(0, "network input width in pixels (images are resized to it); 0: the config's",
-                         int_range=(0, 4096)),
-    "input_height": Param(0, "network input height in pixels; 0: the config's", int_range=(0, 4096)),
-    "max_disparity": Param(0, "disparities searched at the network input resolution; 0: the config's",
-                           int_range=(0, 1024)),
-    "threads": Param(0, "CPU threads for inference; 0: the library default", int_range=(0, 256)),
-    "queue_size": Param(5, "incomplete stamp sets kept by the exact-time synchroniser, and the "
-                        "subscription depth", int_range=(1, 100)),
+    "onnx_path": Param("", "ONNX model for onnxruntime; empty: exported from the weights and cached"),
+    "precision": Param("fp16", "TensorRT engine / CUDA torch precision", choices=ENGINE_PRECISIONS),
+    "input_width": Param(0, "network input width in pixels (images are resized to it); 0: the config's", 0, 4096),
+    "input_height": Param(0, "network input height in pixels; 0: the config's", 0, 4096),
+    "max_disparity": Param(0, "disparities searched at the network input resolution; 0: the config's", 0, 1024),
+    "threads": Param(0, "CPU threads for inference; 0: the library default", 0, 256),
+    "queue_size": Param(5, "messages kept per topic by the synchroniser, and the subscription depth", 1, 100),
+    "approximate_sync": Param(False, "pair messages by nearest stamps instead of equal stamps"),
+    "approximate_sync_tolerance_seconds": Param(0.0, "approximate_sync: largest stamp difference within a set; "
+                                                "0: no limit", 0.0, 10.0),
+    "use_system_default_qos": Param(False, "subscribe with the RMW's default QoS (as rclcpp::SystemDefaultsQoS) "
+                                    "instead of qos_reliability"),
     "qos_reliability": Param("best_effort", "subscription reliability: best_effort (matches reliable and "
                              "best-effort publishers) or reliable (only reliable publishers)",
                              choices=("best_effort", "reliable")),
     "min_disparity": Param(0.0, "disparities (px, camera resolution) at or below this are invalid",
-                           float_range=(-1024.0, 1024.0), read_only=False),
+                           -1024.0, 1024.0, read_only=False),
     "min_confidence": Param(0.0, "pixels whose network confidence is below this are invalid (0: keep all)",
-                            float_range=(0.0, 1.0), read_only=False),
-    "publish_points": Param(True, "publish the points2 PointCloud2", read_only=False),
-    "publish_depth": Param(True, "publish the depth image (32FC1, metres)", read_only=False),
+                            0.0, 1.0, read_only=False),
+    "use_color": Param(True, "points2 carries an rgb field (from left/image_rect_color when published, "
+                       "else left/image_rect)", read_only=False),
+    "avoid_point_cloud_padding": Param(False, "points2 packed (x y z rgb, 16 bytes) instead of stereo_image_proc's "
+                                       "aligned layout (rgb at 16, 32 bytes)", read_only=False),
+    "publish_points": Param(True, "publish points2 (while subscribed)", read_only=False),
+    "publish_depth": Param(True, "publish depth (32FC1, metres; while subscribed)", read_only=False),
 }
 
 
-class InputError(ValueError):
-    """A synchronised set the node cannot use; `topic` is the offending topic, `kind` keys the throttle."""
+class StereoDepthPipeline:
+    """Everything both node variants share; `node` is an rclpy Node or LifecycleNode. Stages:
+    configure (load the backend), activate (publishers, subscriptions, worker, diagnostics),
+    deactivate (undo activate), cleanup (free the backend)."""
 
-    def __init__(self, topic: str, kind: str, problem: str) -> None:
-        super().__init__(f"{topic}: {problem}")
-        self.topic, self.kind = topic, kind
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.params = declare_parameters(node, PARAMETERS)
+        self.processor: StereoProcessor | None = None
+        self.backend_info: dict[str, str] = {}
+        self.health = Health([t for t, _ in INPUTS])
+        self.throttle = Throttle(ERROR_THROTTLE_S)
+        self.pubs: dict[str, Any] = {}
+        self.subs: list[Any] = []
+        self.sync: Any = None
+        self.topic_names: list[str] = [t for t, _ in INPUTS]
+        self.colour: dict[int, Any] = {}  # stamp -> left/image_rect_color message (newest few)
+        self.cond = threading.Condition()
+        self.pending: StereoSet | None = None
+        self.worker: threading.Thread | None = None
+        self.stopping = False
+        self.diagnostics_pub = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.diagnostics_timer: Any = None
 
-
-@dataclass
-class Frame:
-    header: Header  # the left image's
-    left_rgb: np.ndarray  # (H,W,3) uint8 at the camera resolution
-    right_rgb: np.ndarray
-    camera: StereoCamera  # at the camera resolution
-    f_px: float  # right P[0]
-    baseline_m: float  # -right P[3] / right P[0]
-    min_disparity: float
-    min_confidence: float
-    publish_points: bool
-    publish_depth: bool
-
-
-def check_inputs(msgs: list[Any], topics: list[str]) -> tuple[np.ndarray, np.ndarray, StereoCamera, float]:
-    """Validate a synchronised (left image, right image, left info, right info) set.
-    Returns left RGB, right RGB, the camera at image resolution and the right focal length; raises InputError."""
-    left_img, right_img, left_info, right_info = msgs
-    rgb = []
-    for topic, img in zip(topics[:2], (left_img, right_img)):
+    # -- lifecycle stages --------------------------------------------------------------------------
+    def configure(self) -> None:
+        p = self.params
+        request = BackendRequest(backend=p["backend"], config=p["config"], weights=p["weights"],
+                                 height=p["input_height"], width=p["input_width"], max_disparity=p["max_disparity"],
+                                 engine_path=p["engine_path"], onnx_path=p["onnx_path"], threads=p["threads"],
+                                 precision=p["precision"], build_engine_if_missing=p["build_engine_if_missing"],
+                                 dla_core=p["dla_core"], cuda_graphs=p["cuda_graphs"])
         try:
-            rgb.append(image_to_rgb(img))
-        except ImageError as error:
-            raise InputError(topic, error.kind, str(error)) from None
-    (lh, lw), (rh, rw) = rgb[0].shape[:2], rgb[1].shape[:2]
-    if (lh, lw) != (rh, rw):
-        raise InputError(topics[1], "size", f"image is {rw}x{rh} but {topics[0]} is {lw}x{lh}; "
-                                            "left and right must have the same size")
-    for topic, info, (h, w) in ((topics[2], left_info, (lh, lw)), (topics[3], right_info, (rh, rw))):
-        if (int(info.height), int(info.width)) != (h, w):
-            raise InputError(topic, "info_size", f"camera_info is {info.width}x{info.height} but the image is "
-                                                 f"{w}x{h}; they must describe the same resolution")
-    pl = np.asarray(left_info.p, np.float64)
-    pr = np.asarray(right_info.p, np.float64)
-    if not (pl[0] > 0 and pl[5] > 0):
-        raise InputError(topics[2], "focal", f"projection matrix P has focal lengths fx={pl[0]}, fy={pl[5]}; "
-                                             "need > 0 (is the camera calibrated?)")
-    if not pr[0] > 0:
-        raise InputError(topics[3], "focal", f"projection matrix P has focal length fx={pr[0]}; need > 0 "
-                                             "(is the camera calibrated?)")
-    baseline = -pr[3] / pr[0] + 0.0  # + 0.0: no '-0' in the message
-    if not baseline > 0:
-        raise InputError(topics[3], "baseline", f"baseline -P[3]/P[0] = {baseline:g} m; need > 0 (right camera "
-                                                f"P[3] must be -fx*baseline, it is {pr[3]:g})")
-    camera = StereoCamera.from_projection(pl, pr, lw, lh)
-    return rgb[0], rgb[1], camera, float(pr[0])
+            selected = create_backend(request)
+        except Exception as error:
+            # One line that says what was being loaded: the libraries' own messages rarely name the file.
+            raise RuntimeError(f"cannot load backend {p['backend']} for config {p['config']} with weights "
+                               f"{p['weights'] or '(shipped)'}: {type(error).__name__}: {error}") from error
+        backend = selected.backend
+        self.processor = StereoProcessor(backend, backend.max_disparity or selected.model.config.max_disparity)
+        self.backend_info = {"backend": backend.name, "device": backend.device, "precision": p["precision"]
+                             if backend.name in ("tensorrt", "torch") and backend.device != "cpu" else "fp32",
+                             "network input": f"{backend.width}x{backend.height}",
+                             "max disparity (network px)": str(self.processor.network_max_disparity)}
+        self.node.get_logger().info(f"stereo depth: {selected.describe()}")
+        if not selected.model.trained:
+            self.node.get_logger().warning("no trained weights: the published disparity is meaningless")
 
-
-def compute_disparity(backend: StereoBackend, left_rgb: np.ndarray, right_rgb: np.ndarray,
-                      delta_cx_px: float, min_disparity: float, min_confidence: float) -> np.ndarray:
-    """Network disparity at the camera resolution in DisparityImage convention; invalid = min_disparity - 1."""
-    result = infer_at_image_size(backend, left_rgb, right_rgb)
-    disparity, confidence = result.disparity_px, result.confidence
-    # stereo_image_proc publishes x_left - x_right corrected for the principal points, so z = f*t/d.
-    disparity = disparity.astype(np.float32) + np.float32(delta_cx_px)
-    invalid = ~np.isfinite(disparity) | (disparity <= min_disparity) | (confidence < min_confidence)
-    disparity[invalid] = np.float32(min_disparity - 1.0)
-    return disparity
-
-
-class StereoDepthNode(Node):
-    def __init__(self, **kwargs: Any) -> None:
-        """kwargs go to rclpy Node (context, parameter_overrides, ...)."""
-        super().__init__("stereo_depth_node", **kwargs)
-        for name, spec in PARAMETERS.items():
-            self.declare_parameter(name, spec.default, self._descriptor(name, spec))
-        get = lambda name: self.get_parameter(name).value  # noqa: E731
-        for name, spec in PARAMETERS.items():
-            if spec.choices and get(name) not in spec.choices:
-                raise ValueError(f"parameter {name} = {get(name)!r} is not one of {spec.choices}")
-        request = BackendRequest(backend=get("backend"), config=get("config"), weights=get("weights"),
-                                 height=get("input_height"), width=get("input_width"),
-                                 max_disparity=get("max_disparity"), engine_path=get("engine_path"),
-                                 onnx_path=get("onnx_path"), threads=get("threads"), precision=get("precision"),
-                                 build_engine_if_missing=get("build_engine_if_missing"),
-                                 dla_core=get("dla_core"), cuda_graphs=get("cuda_graphs"))
-        self.selected = create_backend(request)
-        self.backend = self.selected.backend
-        self.network_max_disparity = self.backend.max_disparity or self.selected.model.config.max_disparity
-        self.get_logger().info(f"stereo depth: {self.selected.describe()}")
-        if not self.selected.model.trained:
-            self.get_logger().warning("no trained weights: the published disparity is meaningless")
-
-        self.stats = {"sets": 0, "processed": 0, "rejected": 0, "dropped_busy": 0, "failed": 0}
-        self.process_seconds = 0.0  # inference + conversions + publishing, summed over processed frames
-        self._last_error: dict[tuple[str, str], float] = {}
-        queue_size = get("queue_size")
-        reliability = (ReliabilityPolicy.RELIABLE if get("qos_reliability") == "reliable"
-                       else ReliabilityPolicy.BEST_EFFORT)
-        sub_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=queue_size, reliability=reliability)
+    def activate(self) -> None:
+        p, node = self.params, self.node
+        overrides = QoSOverridingOptions.with_default_policies()
         pub_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=2, reliability=ReliabilityPolicy.RELIABLE)
-        self.pub_disparity = self.create_publisher(DisparityImage, "disparity", pub_qos)
-        self.pub_points = self.create_publisher(PointCloud2, "points2", pub_qos)
-        self.pub_depth = self.create_publisher(Image, "depth", pub_qos)
-        self.sync = ExactTimeSync(TOPICS, queue_size, self._on_set)
-        self.subscriptions_ = []
-        for index, (topic, msg_type) in enumerate(zip(TOPICS, (Image, Image, CameraInfo, CameraInfo))):
-            self.subscriptions_.append(self.create_subscription(
-                msg_type, topic, lambda msg, i=index: self.sync.add(i, msg), sub_qos))
-        self.topic_names = [s.topic_name for s in self.subscriptions_]  # resolved, for error messages
+        # copy.copy per entity: rclpy applies qos_overrides to the profile object it is given, in place.
+        self.pubs = {name: node.create_publisher(OUTPUT_TYPES[name], name, copy.copy(pub_qos),
+                                                 qos_overriding_options=overrides) for name in OUTPUTS}
+        if p["use_system_default_qos"]:
+            sub_qos = QoSProfile(**{k: getattr(qos_profile_system_default, k) for k in ("history", "reliability",
+                                                                                           "durability")},
+                                 depth=p["queue_size"])
+        else:
+            sub_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=p["queue_size"],
+                                 reliability=ReliabilityPolicy.RELIABLE if p["qos_reliability"] == "reliable"
+                                 else ReliabilityPolicy.BEST_EFFORT)
+        topics = [t for t, _ in INPUTS]
+        if p["approximate_sync"]:
+            self.sync = ApproximateTimeSync(topics, p["queue_size"], self._on_set,
+                                            p["approximate_sync_tolerance_seconds"])
+        else:
+            self.sync = ExactTimeSync(topics, p["queue_size"], self._on_set)
+        self.subs = [node.create_subscription(msg_type, topic, lambda msg, i=i, t=topic: self._on_message(i, t, msg),
+                                              copy.copy(sub_qos), qos_overriding_options=overrides)
+                     for i, (topic, msg_type) in enumerate(INPUTS)]
+        self.subs.append(node.create_subscription(Image, COLOUR_TOPIC, self._on_colour, copy.copy(sub_qos),
+                                                  qos_overriding_options=overrides))
+        self.topic_names = [s.topic_name for s in self.subs]  # resolved, for messages
+        self.stopping, self.pending = False, None
+        self.worker = threading.Thread(target=self._work, name="stereo_depth_inference", daemon=True)
+        self.worker.start()
+        self.diagnostics_timer = node.create_timer(DIAGNOSTICS_PERIOD_S, self.publish_diagnostics)
 
-        self._cond = threading.Condition()
-        self._pending: Frame | None = None
-        self._stop = False
-        self._worker = threading.Thread(target=self._work, name="stereo_depth_inference", daemon=True)
-        self._worker.start()
+    def deactivate(self) -> None:
+        with self.cond:
+            self.stopping = True
+            self.cond.notify()
+        if self.worker is not None:
+            self.worker.join(timeout=30.0)
+            self.worker = None
+        for sub in self.subs:
+            self.node.destroy_subscription(sub)
+        for pub in self.pubs.values():
+            self.node.destroy_publisher(pub)
+        if self.diagnostics_timer is not None:
+            self.node.destroy_timer(self.diagnostics_timer)
+        self.subs, self.pubs, self.diagnostics_timer, self.pending = [], {}, None, None
 
-    @staticmethod
-    def _descriptor(name: str, spec: Param) -> ParameterDescriptor:
-        kinds = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
-                 float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING}
-        description = spec.description + (f" ({'|'.join(spec.choices)})" if spec.choices else "")
-        d = ParameterDescriptor(name=name, type=kinds[type(spec.default)], description=description,
-                                read_only=spec.read_only)
-        if spec.int_range:
-            d.integer_range = [IntegerRange(from_value=spec.int_range[0], to_value=spec.int_range[1], step=1)]
-        if spec.float_range:
-            d.floating_point_range = [FloatingPointRange(from_value=spec.float_range[0],
-                                                         to_value=spec.float_range[1], step=0.0)]
-        return d
+    def cleanup(self) -> None:
+        self.processor = None  # the backend (and its memory) goes with it
+        self.backend_info = {}
 
-    def _error(self, key: tuple[str, str], message: str) -> None:
-        """Throttled per (topic, problem): rclpy's own throttle is per call site, which would let one
-        problem hide a different one."""
-        now = time.monotonic()
-        if now - self._last_error.get(key, -np.inf) >= ERROR_THROTTLE_S:
-            self._last_error[key] = now
-            self.get_logger().error(message)
+    def summary(self) -> str:
+        h = self.health
+        with h.lock:
+            c, refused = dict(h.counts), sum(h.refused.values())
+            work = sorted(h.work_s)
+            received = {t: h.received[t] for t in h.topics}
+        mean_ms = sum(work) / len(work) * 1e3 if work else 0.0
+        return (f"{c.get('sets', 0)} synchronised sets: {c.get('processed', 0)} processed ({mean_ms:.0f} ms each), "
+                f"{refused} refused as invalid, {c.get('dropped_busy', 0)} dropped while busy, "
+                f"{c.get('idle', 0)} skipped with no subscriber, {c.get('failed', 0)} failed; "
+                f"{getattr(self.sync, 'dropped', 0)} unpaired messages/sets dropped by the synchroniser; "
+                f"messages received per topic {received}")
+
+    # -- callbacks -----------------------------------------------------------------------------------
+    def _on_message(self, index: int, topic: str, msg: Any) -> None:
+        self.health.message(topic)
+        self.sync.add(index, msg)
+
+    def _on_colour(self, msg: Any) -> None:
+        with self.cond:
+            self.colour[stamp_key(msg)] = msg
+            while len(self.colour) > self.params["queue_size"]:
+                del self.colour[min(self.colour)]
+
+    def _problem(self, topic: str, kind: str, text: str, error: bool = True) -> None:
+        (self.health.refuse if error else self.health.warn)(topic, kind)
+        if not self.throttle((topic, kind)):
+            return
+        if error:  # two call sites: rclpy refuses one call site with two severities
+            self.node.get_logger().error(text)
+        else:
+            self.node.get_logger().warning(text)
+
+    def _wanted(self) -> set[str]:
+        p = self.params
+        wanted = {name for name, pub in self.pubs.items() if pub.get_subscription_count() > 0}
+        if not p["publish_points"]:
+            wanted.discard("points2")
+        if not p["publish_depth"]:
+            wanted.discard("depth")
+        return wanted
 
     def _on_set(self, msgs: list[Any]) -> None:
-        """A complete exact-time set (subscription thread): validate, convert, hand to the worker."""
-        self.stats["sets"] += 1
-        try:
-            left_rgb, right_rgb, camera, f_px = check_inputs(msgs, self.topic_names)
-        except InputError as error:
-            self.stats["rejected"] += 1
-            self._error((error.topic, error.kind), f"dropping stereo frame stamped "
-                        f"{msgs[0].header.stamp.sec}.{msgs[0].header.stamp.nanosec:09d}: {error} "
-                        f"({self.stats['rejected']} dropped so far)")
+        """A complete set (executor thread): check, convert, hand to the worker."""
+        complete_s = time.monotonic()
+        self.health.count("sets")
+        if not self._wanted():
+            self.health.count("idle")  # lazy: nobody listens, so no conversion and no inference
             return
-        get = lambda name: self.get_parameter(name).value  # noqa: E731
-        frame = Frame(msgs[0].header, left_rgb, right_rgb, camera, f_px, camera.baseline_m,
-                      float(get("min_disparity")), float(get("min_confidence")),
-                      bool(get("publish_points")), bool(get("publish_depth")))
-        with self._cond:
-            if self._pending is not None:
-                self.stats["dropped_busy"] += 1
-            self._pending = frame
-            self._cond.notify()
+        stamp = msgs[0].header.stamp
+        try:
+            stereo, warnings = check_inputs(msgs, self.topic_names)
+        except InputError as error:
+            self._problem(error.topic, error.kind, f"dropping stereo frame stamped {stamp.sec}.{stamp.nanosec:09d}: "
+                          f"{error} ({self.health.refused[f'{error.topic}: {error.kind}'] + 1} such so far)")
+            return
+        for topic, kind, text in warnings:
+            self._problem(topic, kind, f"{topic}: {text}", error=False)
+        stereo.complete_s = complete_s
+        with self.cond:
+            if self.pending is not None:
+                self.health.count("dropped_busy")
+            self.pending = stereo
+            self.cond.notify()
+
+    def _colour_for(self, stereo: StereoSet) -> None:
+        with self.cond:
+            msg = self.colour.get(stamp_key(stereo))  # the left image's stamp
+        if msg is None:
+            return
+        try:
+            rgb = image_to_rgb(msg)
+        except ImageError as error:
+            self._problem(self.topic_names[4], error.kind, f"{self.topic_names[4]}: {error}; colouring the cloud "
+                          "from the left image")
+            return
+        if rgb.shape != stereo.left_rgb.shape:
+            self._problem(self.topic_names[4], "size", f"{self.topic_names[4]}: image is {rgb.shape[1]}x"
+                          f"{rgb.shape[0]}, not the left image's size; colouring the cloud from the left image")
+            return
+        stereo.colour_rgb = rgb
 
     def _work(self) -> None:
         while True:
-            with self._cond:
-                while self._pending is None and not self._stop:
-                    self._cond.wait()
-                if self._stop:
+            with self.cond:
+                while self.pending is None and not self.stopping:
+                    self.cond.wait()
+                if self.stopping:
                     return
-                frame, self._pending = self._pending, None
+                stereo, self.pending = self.pending, None
+            processor = self.processor
             try:
-                start = time.monotonic()
-                self._process(frame)
-                self.process_seconds += time.monotonic() - start
-                self.stats["processed"] += 1
+                p = self.params
+                settings = OutputSettings(p["min_disparity"], p["min_confidence"], p["use_color"],
+                                          p["avoid_point_cloud_padding"])
+                wanted = self._wanted()
+                if "points2" in wanted and settings.use_color:
+                    self._colour_for(stereo)
+                outputs = processor.process(stereo, settings, wanted)
+                for name, msg in outputs.items():
+                    self.pubs[name].publish(serialize_large(msg))  # 2 ms, not 20-40, for a 640x480 cloud
+                stamp = stereo.header.stamp
+                self.health.processed(time.time() - (stamp.sec + stamp.nanosec * 1e-9),
+                                      time.monotonic() - stereo.complete_s)
             except Exception as error:  # noqa: BLE001 - the node must survive one bad frame
-                self.stats["failed"] += 1
-                self._error(("inference", type(error).__name__), f"inference failed: {error!r}")
+                self.health.count("failed")
+                self._problem("inference", type(error).__name__, f"processing failed: {error!r}")
 
-    def _process(self, frame: Frame) -> None:
-        camera = frame.camera
-        disparity = compute_disparity(self.backend, frame.left_rgb, frame.right_rgb, camera.delta_cx_px,
-                                      frame.min_disparity, frame.min_confidence)
-        scale = camera.width / self.backend.width
-        self.pub_disparity.publish(build_disparity_image(
-            disparity, frame.header, frame.f_px, frame.baseline_m, frame.min_disparity,
-            self.network_max_disparity * scale, DELTA_D * scale))
-        if frame.publish_points or frame.publish_depth:
-            # The disparity already includes the principal-point correction: project with delta_cx 0.
-            points = dataclasses.replace(camera, delta_cx_px=0.0).points_from_disparity(
-                disparity, frame.min_disparity)
-            if frame.publish_points:
-                self.pub_points.publish(build_point_cloud(points, frame.left_rgb, frame.header))
-            if frame.publish_depth:
-                self.pub_depth.publish(array_to_image(points[..., 2], "32FC1", frame.header))
+    def publish_diagnostics(self) -> None:
+        status = self.health.status(f"{self.node.get_fully_qualified_name()}: stereo depth",
+                                    self.backend_info.get("device", ""), self.backend_info,
+                                    getattr(self.sync, "dropped", 0), active=bool(self.subs))
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = self.node.get_clock().now().to_msg()
+        self.diagnostics_pub.publish(msg)
+
+
+class PipelineOwner:
+    """What both node classes add to their rclpy base (listed first, so destroy_node runs here first)."""
+
+    pipeline: StereoDepthPipeline
+
+    @property
+    def health(self) -> Health:
+        return self.pipeline.health
 
     def destroy_node(self) -> None:
-        with self._cond:
-            self._stop = True
-            self._cond.notify()
-        self._worker.join(timeout=30.0)
-        s = self.stats
-        mean_ms = self.process_seconds / s["processed"] * 1e3 if s["processed"] else 0.0
-        self.get_logger().info(
-            f"{s['sets']} synchronised sets: {s['processed']} processed ({mean_ms:.0f} ms each), {s['rejected']} "
-            f"rejected as invalid, {s['dropped_busy']} dropped while busy, {s['failed']} failed; "
-            f"{self.sync.dropped} incomplete sets dropped by the synchroniser; messages received per topic "
-            f"{dict(zip(TOPICS, self.sync.received))}")
-        super().destroy_node()
+        pipeline = getattr(self, "pipeline", None)  # None when __init__ failed half-way
+        if pipeline is not None and pipeline.sync is not None:  # it ran: say what it did
+            pipeline.deactivate()
+            pipeline.node.get_logger().info(pipeline.summary())
+        super().destroy_node()  # type: ignore[misc]
+
+
+class StereoDepthNode(PipelineOwner, Node):
+    def __init__(self, **kwargs: Any) -> None:
+        """kwargs go to rclpy Node (context, parameter_overrides, ...)."""
+        super().__init__("stereo_depth_node", **kwargs)
+        self.pipeline = StereoDepthPipeline(self)
+        self.pipeline.configure()
+        self.pipeline.activate()
 
 
 def main(args: list[str] | None = None) -> int:

@@ -12,7 +12,6 @@ import sys
 
 import numpy as np
 import rclpy
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
@@ -20,6 +19,8 @@ from std_msgs.msg import Header
 from stereo_msgs.msg import DisparityImage
 
 from ..data.synthetic import SceneParams, SyntheticSequence
+from .params import Param, declare_parameters
+from .serialize import serialize_large
 from .spin import run_node
 from .conversions import array_to_image, build_disparity_image
 
@@ -37,38 +38,40 @@ def camera_infos(width: int, height: int, fx: float, baseline_m: float, header_l
     return infos[0], infos[1]
 
 
+PARAMETERS: dict[str, Param] = {
+    "rate": Param(5.0, "frames per second", 0.01, 1000.0),
+    "width": Param(640, "image width in pixels", 16, 4096),
+    "height": Param(480, "image height in pixels", 16, 4096),
+    "max_disparity": Param(64.0, "largest disparity in the scene, pixels", 1.0, 1024.0),
+    "fx": Param(0.0, "focal length in pixels; 0: width / 2 (a 90 degree field of view)", 0.0, 1e5),
+    "baseline": Param(0.12, "stereo baseline in metres", 1e-4, 100.0),
+    "seed": Param(7, "scene seed", 0, 2**31 - 1),
+    "frames": Param(0, "stop after this many frames; 0: run until shut down", 0, 10**9),
+    "frame_id": Param("stereo_left_optical_frame", "left camera frame id"),
+    "right_frame_id": Param("stereo_right_optical_frame", "right camera frame id"),
+    "publish_ground_truth": Param(True, "publish ground_truth/disparity"),
+    # Volatile topics: frames published before a subscriber is discovered are lost to it. A consumer
+    # that must see every frame (the demo) sets this to its number of left/image_rect subscribers.
+    "wait_for_subscribers": Param(0, "publish nothing until each camera topic (images and camera infos) has "
+                                  "this many subscribers", 0, 1000),
+    "qos_reliability": Param("reliable", "publisher reliability", choices=("reliable", "best_effort")),
+}
+
+
 class StereoSource(Node):
     def __init__(self, **kwargs: object) -> None:
         super().__init__("stereo_source", **kwargs)
-
-        def declare(name: str, default: object, description: str, lo: float | None = None,
-                    hi: float | None = None) -> object:
-            d = ParameterDescriptor(description=description, read_only=True)
-            if isinstance(default, int) and not isinstance(default, bool) and lo is not None:
-                d.integer_range = [IntegerRange(from_value=int(lo), to_value=int(hi), step=1)]
-            elif isinstance(default, float) and lo is not None:
-                d.floating_point_range = [FloatingPointRange(from_value=float(lo), to_value=float(hi), step=0.0)]
-            return self.declare_parameter(name, default, d).value
-
-        self.rate_hz = declare("rate", 5.0, "frames per second", 0.01, 1000.0)
-        width = declare("width", 640, "image width in pixels", 16, 4096)
-        height = declare("height", 480, "image height in pixels", 16, 4096)
-        max_disparity = declare("max_disparity", 64.0, "largest disparity in the scene, pixels", 1.0, 1024.0)
-        self.fx = declare("fx", 0.0, "focal length in pixels; 0: width / 2 (a 90 degree field of view)", 0.0, 1e5)
-        self.fx = self.fx or width / 2.0
-        self.baseline_m = declare("baseline", 0.12, "stereo baseline in metres", 1e-4, 100.0)
-        seed = declare("seed", 7, "scene seed", 0, 2**31 - 1)
-        self.frames = declare("frames", 0, "stop after this many frames; 0: run until shut down", 0, 10**9)
-        self.frame_id = declare("frame_id", "stereo_left_optical_frame", "left camera frame id")
-        self.right_frame_id = declare("right_frame_id", "stereo_right_optical_frame", "right camera frame id")
-        self.publish_gt = declare("publish_ground_truth", True, "publish ground_truth/disparity")
-        # Volatile topics: frames published before a subscriber is discovered are lost to it. A consumer
-        # that must see every frame (the demo) sets this to its number of left/image_rect subscribers.
-        self.wait_for_subscribers = declare("wait_for_subscribers", 0, "publish nothing until each camera topic "
-                                            "(images and camera infos) has this many subscribers", 0, 1000)
-        reliable = declare("qos_reliability", "reliable", "publisher reliability: reliable|best_effort")
+        p = declare_parameters(self, PARAMETERS)
+        self.rate_hz = p["rate"]
+        width, height, max_disparity = p["width"], p["height"], p["max_disparity"]
+        self.fx = p["fx"] or width / 2.0
+        self.baseline_m = p["baseline"]
+        seed, self.frames = p["seed"], p["frames"]
+        self.frame_id, self.right_frame_id = p["frame_id"], p["right_frame_id"]
+        self.publish_gt = p["publish_ground_truth"]
+        self.wait_for_subscribers = p["wait_for_subscribers"]
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5,
-                         reliability=ReliabilityPolicy.BEST_EFFORT if reliable == "best_effort"
+                         reliability=ReliabilityPolicy.BEST_EFFORT if p["qos_reliability"] == "best_effort"
                          else ReliabilityPolicy.RELIABLE)
         self.sequence = SyntheticSequence(SceneParams(height=height, width=width, max_disparity_px=max_disparity),
                                           seed=seed)
@@ -95,14 +98,14 @@ class StereoSource(Node):
         right = Header(stamp=stamp, frame_id=self.right_frame_id)
         info_left, info_right = camera_infos(sample.left.shape[1], sample.left.shape[0], self.fx, self.baseline_m,
                                              left, right)
-        self.pub_left.publish(array_to_image(sample.left, "rgb8", left))
-        self.pub_right.publish(array_to_image(sample.right, "rgb8", right))
+        self.pub_left.publish(serialize_large(array_to_image(sample.left, "rgb8", left)))
+        self.pub_right.publish(serialize_large(array_to_image(sample.right, "rgb8", right)))
         self.pub_left_info.publish(info_left)
         self.pub_right_info.publish(info_right)
         if self.publish_gt:
             d = sample.disparity_px
-            self.pub_gt.publish(build_disparity_image(d, left, self.fx, self.baseline_m, 0.0,
-                                                      float(np.max(d)), 0.0))
+            self.pub_gt.publish(serialize_large(build_disparity_image(d, left, self.fx, self.baseline_m, 0.0,
+                                                                      float(np.max(d)), 0.0)))
         self.index += 1
 
 

@@ -50,15 +50,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--startup-timeout", type=float, default=300.0, help="seconds to wait for the node")
 
 
-def _ros_env() -> dict[str, str]:
-    """What `make demo` sets, for a plain `stereo-depth demo` too (and before rclpy is imported here)."""
-    os.environ.setdefault("AMENT_PREFIX_PATH", sys.prefix)  # the PyPI ROS wheels' ament index
-    os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
-    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    return dict(os.environ)
-
-
 class Collector:
     """Subscribes to the source's left image and ground truth and to the node's outputs; scores each
     disparity against the ground truth of the same stamp as it arrives."""
@@ -161,11 +152,15 @@ def _stop(proc: subprocess.Popen, timeout: float = 20.0) -> int:
 def _stats(values: list[float]) -> dict[str, float] | None:
     if not values:
         return None
-    return {"mean": float(np.mean(values)), "p95": float(np.percentile(values, 95)), "max": float(np.max(values))}
+    return {"mean": float(np.mean(values)), "p50": float(np.percentile(values, 50)),
+            "p95": float(np.percentile(values, 95)), "max": float(np.max(values))}
 
 
 def run(args: argparse.Namespace) -> int:
-    env = _ros_env()
+    from ..ros.environment import apply_local_defaults
+
+    apply_local_defaults()  # what `make demo` needs, for a plain `stereo-depth demo` too; before rclpy
+    env = dict(os.environ)
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
 
@@ -185,7 +180,6 @@ def run(args: argparse.Namespace) -> int:
                          "-p", f"backend:={args.backend}", "-p", f"config:={args.config}",
                          "-p", f"input_width:={args.input_width}", "-p", f"input_height:={args.input_height}",
                          "-p", f"max_disparity:={args.max_disparity}", "-p", f"threads:={args.threads}",
-                         "-p", "qos_reliability:=reliable",
                          "-p", f"publish_points:={'false' if args.no_points else 'true'}"] + (["-p", f"weights:={args.weights}"] if args.weights else [])
     source_cmd = python + ["ros2_stereo_depth.ros.stereo_source", "--ros-args", "-r", f"__ns:={namespace}",
                            "-p", f"width:={args.width}", "-p", f"height:={args.height}",
@@ -296,7 +290,7 @@ def _print_summary(s: dict[str, Any], out: Path) -> None:
           f"{s['frames_with_output']} with output at {fmt(s['output_fps'], '.2f')} fps, "
           f"{s['frames_dropped']} dropped (node busy)")
     print(f"latency (receive time - header stamp): mean {fmt(lat.get('mean'), '.0f')} ms, "
-          f"p95 {fmt(lat.get('p95'), '.0f')} ms")
+          f"p50 {fmt(lat.get('p50'), '.0f')} ms, p95 {fmt(lat.get('p95'), '.0f')} ms")
     accuracy = (f"EPE {fmt(s['epe_px'], '.2f')} px, bad-2 {fmt(s['bad2_percent'], '.1f')} %, "
                 f"valid pixels {fmt(s['valid_fraction'] and s['valid_fraction'] * 100, '.1f')} %")
     if not s["weights_trained"]:

@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 from ..training.loop import train
-from ..training.settings import FIELDS, TrainSettings, load_schedule, load_yaml, settings_from_mapping, start_weights
+from ..training.settings import (FIELDS, TEXTURES, TrainSettings, load_schedule, load_yaml, settings_from_mapping,
+                                 start_weights)
 
 FLAG_FIELDS = ("batch_size", "crop_height", "crop_width", "max_disparity", "seed", "workers", "threads",
                "warmup_steps", "checkpoint_every", "log_every", "holdout_every", "holdout_last", "validate_every",
@@ -37,6 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for name in FLAG_FIELDS:
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=None)
     parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--textures", choices=TEXTURES, default=None,
+                        help="synthetic scenes: 'photos' (packaged photos, `make textures`; default) or 'none'")
     parser.add_argument("--init-weights", default=None, help="start from these safetensors weights (fine-tuning)")
     parser.add_argument("--weights", default=None,
                         help="fine-tune from shipped weights (tiny, fast) or a .safetensors file; sets --config "

@@ -36,9 +36,13 @@ class StepBatches(Sampler[list[int]]):
 def synthetic_source(settings: TrainSettings, stage: int) -> Dataset:
     """The procedural generator (data/synthetic.py): the only place training depends on its API."""
     from ..data.synthetic import SceneParams, SyntheticStereo
+    from ..data.textures import TextureBank
     params = SceneParams(settings.crop_height, settings.crop_width,
                          max_disparity_px=float(settings.max_disparity) * 0.95)
-    return SyntheticStereo(params, seed=settings.seed * 1000 + stage)  # type: ignore[return-value]
+    bank = TextureBank.load() if settings.textures == "photos" else None
+    if bank is not None and not len(bank):
+        raise ValueError("textures: photos, but none of the texture packages is installed (run `make textures`)")
+    return SyntheticStereo(params, seed=settings.seed * 1000 + stage, textures=bank)  # type: ignore[return-value]
 
 
 class SyntheticItems(Dataset):

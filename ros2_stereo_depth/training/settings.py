@@ -21,10 +21,14 @@ from typing import Any
 from ..data.readers import MODES
 
 
+TEXTURES = ("photos", "none")
+
+
 @dataclass(frozen=True)
 class TrainSettings:
     config: str = "fast"
     data: str = "synthetic"  # 'synthetic' or a dataset directory (data/readers.py)
+    textures: str = "photos"  # synthetic data: 'photos' (data/textures.py TEXTURE_SOURCES) or 'none' (procedural)
     data_format: str = "auto"
     mode: str = "supervised"
     steps: int = 1000  # of this stage
@@ -60,6 +64,8 @@ class TrainSettings:
     checkpoint_every: int = 200
 
     def __post_init__(self) -> None:
+        if self.textures not in TEXTURES:
+            raise ValueError(f"unknown textures {self.textures!r}; choose one of {TEXTURES}")
         if self.mode not in MODES:
             raise ValueError(f"unknown training mode {self.mode!r}; choose one of {MODES}")
         if self.steps <= 0 or self.batch_size <= 0:

@@ -1,0 +1,300 @@
+"""`stereo-depth bench` as one run: per camera size, config and backend the node's stage times and the
+inference time against OpenCV SGBM on the same frames, the node end to end over DDS, the Aloe
+accuracy-per-millisecond points and chart, and issue 11's targets marked met or not met.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .speed import (STAGES, node_overhead_ms, node_stages, peak_rss_mib, search_range, stage_total_ms,
+                    synthetic_frames, versus_sgbm)
+
+Size = tuple[int, int]  # (width, height)
+
+
+@dataclass
+class BenchOptions:
+    configs: list[str] = field(default_factory=lambda: ["fast", "tiny"])
+    backends: list[str] = field(default_factory=lambda: ["onnxruntime", "torch", "tensorrt"])
+    camera_sizes: list[Size] = field(default_factory=lambda: [(640, 480), (1280, 720)])
+    input_size: Size | None = None  # network input; None: the config's default
+    threads: int = 0
+    repeats: int = 10
+    warmup: int = 2
+    distinct_frames: int = 3
+    publish: bool = True  # time the publish stage (a sink subscriber in another process)
+    e2e_backends: list[str] = field(default_factory=lambda: ["onnxruntime"])
+    e2e_frames: int = 20
+    e2e_load: float = 0.5  # input rate as a fraction of the node's capacity (1 / stage total)
+    overload: bool = True  # also one end-to-end run at twice the capacity (bounded latency, counted drops)
+    chart_sizes: list[Size] = field(default_factory=lambda: [(320, 256), (480, 352), (640, 480)])
+    chart_backend: str = "onnxruntime"
+
+
+def make_backend(config: str, backend: str, size: Size, max_disparity: int, threads: int) -> Any:
+    from ..inference.select import BackendRequest, create_backend
+    request = BackendRequest(backend=backend, config=config, width=size[0], height=size[1],
+                             max_disparity=max_disparity, threads=threads)
+    return create_backend(request).backend
+
+
+def config_input(config: str, options: BenchOptions) -> tuple[Size, int]:
+    from ..config import get_config
+    model_config = get_config(config)
+    size = options.input_size or (model_config.width, model_config.height)
+    return size, search_range(size[0], model_config.size_multiple)
+
+
+def bench_row(config: str, backend_name: str, frames: list[Any], publishers: Any, options: BenchOptions) -> dict[str, Any]:
+    size, max_disparity = config_input(config, options)
+    print(f"bench: {config} on {backend_name}, {len(frames)} frames of {frames[0].left.shape[1]}x"
+          f"{frames[0].left.shape[0]}", file=sys.stderr, flush=True)
+    row: dict[str, Any] = {"config": config, "backend": backend_name, "input": f"{size[0]}x{size[1]}",
+                           "max_disparity": max_disparity}
+    try:
+        backend = make_backend(config, backend_name, size, max_disparity, options.threads)
+    except (RuntimeError, ValueError, FileNotFoundError, ImportError) as error:
+        row["skipped"] = " ".join(str(error).split())
+        return row
+    inference, sgbm = versus_sgbm(backend, frames, max_disparity, options.repeats, options.warmup)
+    stages = node_stages(backend, frames, publishers, options.repeats, options.warmup)
+    row.update(device=backend.device, inference=inference, sgbm=sgbm,
+               x_sgbm_time=inference["p50_ms"] / sgbm["p50_ms"], stages=stages,
+               stage_total_ms=stage_total_ms(stages), node_overhead_ms=node_overhead_ms(stages),
+               bench_peak_rss_mib=peak_rss_mib())
+    return row
+
+
+def end_to_end_runs(row: dict[str, Any], camera: Size, frames: list[Any], options: BenchOptions) -> None:
+    from .dds_latency import EndToEndRequest, end_to_end
+
+    size, max_disparity = config_input(row["config"], options)
+    capacity_hz = 1e3 / row["stage_total_ms"]
+    loads = [("below_capacity", options.e2e_load)] + ([("overload", 2.0)] if options.overload else [])
+    for name, load in loads:
+        print(f"bench: {row['config']} on {row['backend']} end to end, {name}", file=sys.stderr, flush=True)
+        request = EndToEndRequest(config=row["config"], backend=row["backend"], camera_size=camera,
+                                  input_size=size, max_disparity=max_disparity, threads=options.threads,
+                                  frames=frames, count=options.e2e_frames, rate_hz=capacity_hz * load)
+        row[f"end_to_end_{name}"] = end_to_end(request)
+
+
+def chart_points(options: BenchOptions) -> dict[str, list[dict[str, Any]]]:
+    """Per chart size: SGBM and every config on the chart backend, timed interleaved on the same pair."""
+    from ..config import get_config
+    from .speed_chart import SGBM, accuracy_at_size, load_aloe
+
+    aloe = load_aloe()
+    series: dict[str, list[dict[str, Any]]] = {}
+    for size in options.chart_sizes:
+        methods: dict[str, tuple[Any, int]] = {SGBM: (None, search_range(size[0], 16))}
+        for config in options.configs:
+            multiple = get_config(config).size_multiple
+            if size[0] % multiple or size[1] % multiple:
+                continue
+            max_disparity = search_range(size[0], multiple)
+            try:
+                backend = make_backend(config, options.chart_backend, size, max_disparity, options.threads)
+            except (RuntimeError, ValueError, FileNotFoundError, ImportError):
+                continue
+            methods[f"{config} on {options.chart_backend}"] = (backend, max_disparity)
+        for name, point in accuracy_at_size(methods, size, options.repeats, aloe).items():
+            series.setdefault(name, []).append(point)
+    return series
+
+
+def flops_entries(options: BenchOptions) -> list[dict[str, Any]]:
+    """FLOPs and the Orin ESTIMATE for each config at its input size and the chart sizes."""
+    from ..config import get_config
+    from .flops import count_flops, orin_estimate_ms
+
+    entries = []
+    for config in options.configs:
+        multiple = get_config(config).size_multiple
+        sizes = {config_input(config, options)[0], *options.chart_sizes}
+        for size in sorted(sizes):
+            if size[0] % multiple or size[1] % multiple:
+                continue
+            entry = count_flops(config, size, search_range(size[0], multiple))
+            entry["orin_estimate"] = orin_estimate_ms(entry["gflops"])
+            entries.append(entry)
+    return entries
+
+
+def machine() -> dict[str, Any]:
+    import cv2
+    import onnxruntime
+    import torch
+
+    return {"platform": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.processor() or platform.system()}",
+            "versions": {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "opencv": cv2.__version__},
+            "load_average_start": os.getloadavg()}
+
+
+def run_bench(options: BenchOptions, chart_path: str | None = None) -> dict[str, Any]:
+    from .dds_latency import publish_rig
+
+    report: dict[str, Any] = {"machine": machine(), "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+                              "repeats": options.repeats, "threads": options.threads, "sizes": []}
+    with contextlib.ExitStack() as stack:
+        publishers = stack.enter_context(publish_rig(f"/bench_rig_{os.getpid()}")) if options.publish else None
+        for camera in options.camera_sizes:
+            frames = synthetic_frames(camera[0], camera[1], options.distinct_frames, 0.2 * camera[0])
+            rows = []
+            for config in options.configs:
+                for backend_name in options.backends:
+                    rows.append(bench_row(config, backend_name, frames, publishers, options))
+            report["sizes"].append({"camera": f"{camera[0]}x{camera[1]}", "rows": rows})
+    # The DDS runs after the in-process timing, so no node process competes with it for the cores.
+    for camera, entry in zip(options.camera_sizes, report["sizes"]):
+        frames = synthetic_frames(camera[0], camera[1], options.distinct_frames, 0.2 * camera[0])
+        for row in entry["rows"]:
+            if "skipped" not in row and row["backend"] in options.e2e_backends:
+                end_to_end_runs(row, camera, frames, options)
+    if options.chart_sizes:
+        report["chart"] = chart_points(options)
+        if chart_path:
+            from .speed_chart import draw_chart
+            draw_chart(report["chart"], chart_path, f"Aloe (641x555 reference), {report['machine']['platform']}")
+            report["chart_png"] = chart_path
+    report["flops"] = flops_entries(options)
+    report["machine"]["load_average_end"] = os.getloadavg()
+    report["bench_peak_rss_mib"] = peak_rss_mib()
+    report["targets"] = targets(report)
+    return report
+
+
+def _rows(report: dict[str, Any], camera: str) -> list[dict[str, Any]]:
+    return [r for s in report["sizes"] if s["camera"] == camera for r in s["rows"] if "skipped" not in r]
+
+
+def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 11's targets from this run's figures: met, not met, or not measured (None)."""
+    from .speed_chart import SGBM
+    out: list[dict[str, Any]] = []
+
+    def add(name: str, met: bool | None, measured: str) -> None:
+        out.append({"target": name, "met": met, "measured": measured})
+
+    chart = report.get("chart", {})
+    sgbm = {p["size"]: p for p in chart.get(SGBM, [])}
+    ours = [(name, p) for name, points in chart.items() if name != SGBM for p in points]
+    at640 = [(name, p) for name, p in ours if p["size"] == "640x480" and "640x480" in sgbm]
+    if at640:
+        s = sgbm["640x480"]
+        best = min(at640, key=lambda item: item[1]["p50_ms"])
+        name, p = best
+        ratio_t, ratio_a = p["p50_ms"] / s["p50_ms"], p["bad2"] / s["bad2"]
+        add("a shipped config at 640x480 on ORT CPU in <= 1.0x SGBM's time while dense bad-2 <= 0.7x SGBM's (Aloe)",
+            ratio_t <= 1.0 and ratio_a <= 0.7,
+            f"{name}: {ratio_t:.2f}x SGBM's time ({p['p50_ms']:.0f} vs {s['p50_ms']:.0f} ms), bad-2 "
+            f"{p['bad2']:.1f} % vs {s['bad2']:.1f} % = {ratio_a:.2f}x")
+    if sgbm and ours:
+        dominated = [k for k, s in sgbm.items()
+                     if any(p["p50_ms"] <= s["p50_ms"] and p["bad2"] < s["bad2"] for _, p in ours)]
+        add("our accuracy-vs-time curve lies below SGBM's everywhere (for every SGBM point, one of ours is "
+            "both faster and more accurate)", len(dominated) == len(sgbm),
+            f"{len(dominated)} of {len(sgbm)} SGBM points beaten on both axes ({', '.join(dominated) or 'none'})")
+    for row in _rows(report, "640x480"):
+        label = f"{row['config']} on {row['backend']}"
+        add(f"node overhead <= 3 ms per 640x480 frame with a full cloud ({label})", row["node_overhead_ms"] <= 3.0,
+            f"{row['node_overhead_ms']:.1f} ms (all stages but inference, medians)")
+    for entry in report["sizes"]:
+        for row in entry["rows"]:
+            label = f"{row['config']} on {row.get('backend')}, camera {entry['camera']}"
+            below, over = row.get("end_to_end_below_capacity"), row.get("end_to_end_overload")
+            work = row.get("stage_total_ms")
+            if below and below["frame_latency_ms"]:
+                bound = 1.5 * work + 10.0
+                p95 = below["frame_latency_ms"]["p95"]
+                add(f"below capacity no set dropped and p95 latency <= 1.5x work + 10 ms ({label})",
+                    below["dropped"] == 0 and p95 <= bound,
+                    f"{below['rate_hz']:.1f} Hz: {below['dropped']} of {below['sent']} dropped, p95 {p95:.0f} ms "
+                    f"vs bound {bound:.0f} ms (work {work:.0f} ms)")
+            elif below:
+                add(f"below capacity no set dropped ({label})", False, "no complete output received")
+            if over and over["frame_latency_ms"]:
+                bound = 2.0 * work + 10.0 + 1e3 / over["rate_hz"]  # one set waiting, one in work
+                p95 = over["frame_latency_ms"]["p95"]
+                add(f"above capacity latency bounded and drops counted ({label})", p95 <= bound,
+                    f"{over['rate_hz']:.1f} Hz: {over['dropped']} of {over['sent']} dropped, p95 {p95:.0f} ms "
+                    f"vs bound {bound:.0f} ms")
+            for run in (below, over):
+                if run and run.get("node_peak_rss_mib"):
+                    add(f"node peak RSS <= 500 MB on CPU ({label})", run["node_peak_rss_mib"] * 1.048576 <= 500.0,
+                        f"{run['node_peak_rss_mib']:.0f} MiB")
+                    break
+    add("GPU: fast 640x480 fp16 <= 2 ms on an H100-class GPU", None, "not measured: no GPU lent to this session")
+    return out
+
+
+def markdown(report: dict[str, Any]) -> str:
+    m = report["machine"]
+    lines = [f"Run {report['started']} on {m['platform']}; torch {m['versions']['torch']}, onnxruntime "
+             f"{m['versions']['onnxruntime']}, opencv {m['versions']['opencv']}; load average "
+             f"{m['load_average_start'][0]:.1f} at start, {m['load_average_end'][0]:.1f} at end; "
+             f"{report['repeats']} timed runs each, threads {report['threads'] or 'library default'}. "
+             "Times are medians (p50) in ms.", ""]
+    for entry in report["sizes"]:
+        lines += [f"### Camera {entry['camera']}", "",
+                  "| config | backend | network input, D | inference | SGBM same frames | x SGBM | node overhead | "
+                  "all stages | e2e p50 / p95 (rate, dropped) | overload p95 (rate, dropped) | node peak RSS MiB |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for row in entry["rows"]:
+            head = f"| {row['config']} | {row['backend']} | {row['input']}, {row['max_disparity']} |"
+            if "skipped" in row:
+                lines.append(head + f" skipped: {row['skipped'].replace('|', '/')} | | | | | | | |")
+                continue
+
+            def e2e(run: dict[str, Any] | None, p50: bool = True) -> str:
+                if not run or not run["frame_latency_ms"]:
+                    return "" if not run else f"none received ({run['rate_hz']:.1f} Hz)"
+                lat = run["frame_latency_ms"]
+                values = f"{lat['p50']:.0f} / {lat['p95']:.0f}" if p50 else f"{lat['p95']:.0f}"
+                return f"{values} ({run['rate_hz']:.1f} Hz, {run['dropped']}/{run['sent']})"
+
+            below, over = row.get("end_to_end_below_capacity"), row.get("end_to_end_overload")
+            rss = next((f"{r['node_peak_rss_mib']:.0f}" for r in (below, over) if r and r.get("node_peak_rss_mib")), "")
+            lines.append(head + f" {row['inference']['p50_ms']:.1f} | {row['sgbm']['p50_ms']:.1f} | "
+                         f"{row['x_sgbm_time']:.2f}x | {row['node_overhead_ms']:.1f} | {row['stage_total_ms']:.1f} | "
+                         f"{e2e(below)} | {e2e(over, False)} | {rss} |")
+        measured = [r for r in entry["rows"] if "skipped" not in r]
+        if measured:
+            lines += ["", "Stages (median ms): " + ", ".join(f"`{r['config']}/{r['backend']}`" for r in measured), "",
+                      "| stage | " + " | ".join(f"{r['config']} {r['backend']}" for r in measured) + " |",
+                      "|---|" + "---|" * len(measured)]
+            for stage in STAGES:
+                lines.append(f"| {stage} | " + " | ".join(
+                    f"{r['stages'][stage]['p50_ms']:.2f}" if stage in r["stages"] else "" for r in measured) + " |")
+        lines.append("")
+    if "chart" in report:
+        lines += ["### Accuracy per millisecond (Aloe, dense bad-2)", "",
+                  "| method | input, D | median ms | bad-2 % |", "|---|---|---|---|"]
+        for name, points in report["chart"].items():
+            for p in points:
+                lines.append(f"| {name} | {p['size']}, {p['max_disparity']} | {p['p50_ms']:.1f} | {p['bad2']:.1f} |")
+        lines.append("")
+    if report.get("flops"):
+        from .flops import UTILISATION
+        lines += ["### Arithmetic and the Jetson Orin ESTIMATE (not a measurement)", "",
+                  f"FP16 time = FLOPs / (dense FP16 tensor peak x utilisation {UTILISATION[0]:.0%}..{UTILISATION[1]:.0%}, "
+                  "assumed). Largest parts by FLOPs in the last column.", "",
+                  "| config | input, D | GFLOPs | " + " | ".join(e["device"] for e in report["flops"][0]["orin_estimate"])
+                  + " | largest modules (GFLOPs) |", "|---|---|---|" + "---|" * len(report["flops"][0]["orin_estimate"]) + "---|"]
+        for f in report["flops"]:
+            estimates = " | ".join(f"{e['estimate_ms_range'][0]:.1f}..{e['estimate_ms_range'][1]:.1f} ms (est.)"
+                                   for e in f["orin_estimate"])
+            parts = ", ".join(f"{k.split('.', 1)[1]} {v:.1f}" for k, v in list(f["by_module_gflops"].items())[:4])
+            lines.append(f"| {f['config']} | {f['size']}, {f['max_disparity']} | {f['gflops']:.1f} | {estimates} | {parts} |")
+        lines.append("")
+    lines += ["### Targets (issue 11)", "", "| target | met | measured |", "|---|---|---|"]
+    for t in report["targets"]:
+        met = "not measured" if t["met"] is None else ("**met**" if t["met"] else "**not met**")
+        lines.append(f"| {t['target']} | {met} | {t['measured']} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,198 @@
+"""Where one stereo frame's time goes in stereo_depth_node, against OpenCV SGBM on the same frames.
+
+Each stage calls what the node calls (ros/node.py `check_inputs` and `compute_disparity`,
+`StereoCamera.points_from_disparity`, the ros/conversions.py builders, a real rclpy publisher with a
+subscriber in another process), on Image / CameraInfo messages built as a camera driver sends them,
+so these figures follow the node's code. Only the split of `compute_disparity` into resize,
+inference and resize-back comes from a wrapper around the backend that notes when `infer` starts
+and ends; input normalisation, which the backends do inside `infer`, is timed on the same arrays
+and moved from inference to preprocessing.
+
+The machine may be noisy: compare the ratio to SGBM measured in the same run, not absolute times.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import resource
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from ..data.synthetic import SceneParams, SyntheticSequence
+from ..evaluation.sgbm import sgbm_disparity
+from ..inference.base import StereoBackend, StereoResult
+from ..normalisation import normalise
+
+STAGES = ("image_to_array", "preprocessing", "inference", "postprocessing", "cloud", "message_fill", "publish")
+NETWORK_STAGES = ("inference",)  # everything else is node overhead (issue 11 target: <= 3 ms at 640x480)
+FX_PER_WIDTH = 0.5  # focal length = width / 2 px (90 degree field of view), as stereo_source
+BASELINE_M = 0.12
+
+
+def search_range(width: int, size_multiple: int) -> int:
+    """Disparities searched at a network input `width`: 128 at 640 px (Aloe at half size reaches 105 px),
+    proportional to the width, rounded up to the network's size multiple; SGBM searches the same."""
+    return max(size_multiple, -(-round(128 * width / 640) // size_multiple) * size_multiple)
+
+
+def peak_rss_mib() -> float:
+    """This process's high-water resident set (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def summarise_ms(samples_s: list[float]) -> dict[str, float]:
+    ms = np.asarray(samples_s, np.float64) * 1e3
+    return {"mean_ms": float(ms.mean()), "p50_ms": float(np.percentile(ms, 50)),
+            "p95_ms": float(np.percentile(ms, 95)), "runs": int(ms.size)}
+
+
+def synthetic_frames(width: int, height: int, count: int, max_disparity_px: float) -> list[Any]:
+    """`count` different synthetic frames (left, right RGB, disparity) at the camera size."""
+    sequence = SyntheticSequence(SceneParams(height, width, max_disparity_px), seed=3)
+    return [sequence.frame(i) for i in range(count)]
+
+
+class TimedBackend:
+    """A backend that notes when its `infer` runs, so the node's `compute_disparity` splits into the
+    resize before, the inference, and the resize back and validity after; normalisation of the same
+    inputs is timed separately (the backends normalise inside infer)."""
+
+    def __init__(self, backend: StereoBackend) -> None:
+        self.backend = backend
+        self.name, self.device = backend.name, backend.device
+        self.height, self.width, self.max_disparity = backend.height, backend.width, backend.max_disparity
+        self.started = self.ended = 0.0
+        self.normalise_s = 0.0
+
+    def infer(self, left_rgb: np.ndarray, right_rgb: np.ndarray) -> StereoResult:
+        self.started = time.perf_counter()
+        result = self.backend.infer(left_rgb, right_rgb)
+        self.ended = time.perf_counter()
+        start = time.perf_counter()
+        normalise(left_rgb), normalise(right_rgb)
+        self.normalise_s = time.perf_counter() - start
+        return result
+
+
+@dataclass
+class StageTimes:
+    samples: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in STAGES})
+
+    def add(self, **seconds: float) -> None:
+        for stage, value in seconds.items():
+            self.samples[stage].append(value)
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        return {stage: summarise_ms(values) for stage, values in self.samples.items() if values}
+
+
+def camera_messages(frame: Any, stamp_ns: int) -> list[Any]:
+    """The node's four inputs for one synthetic frame: rgb8 images and ideal rectified camera infos."""
+    from builtin_interfaces.msg import Time
+    from std_msgs.msg import Header
+
+    from ..ros.conversions import array_to_image
+    from ..ros.stereo_source import camera_infos
+
+    h, w = frame.left.shape[:2]
+    stamp = Time(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9)
+    left, right = Header(stamp=stamp, frame_id="left"), Header(stamp=stamp, frame_id="right")
+    info_left, info_right = camera_infos(w, h, FX_PER_WIDTH * w, BASELINE_M, left, right)
+    return [array_to_image(frame.left, "rgb8", left), array_to_image(frame.right, "rgb8", right), info_left, info_right]
+
+
+def node_stages(backend: StereoBackend, frames: list[Any], publishers: tuple[Any, Any, Any] | None,
+                repeats: int, warmup: int) -> dict[str, dict[str, float]]:
+    """Per-stage times of the node's processing of `frames` (cycled), with a full cloud and depth.
+    publishers: (disparity, points2, depth) rclpy publishers, or None to leave out the publish stage."""
+    from ..ros.conversions import array_to_image, build_disparity_image, build_point_cloud
+    from ..ros.node import DELTA_D, TOPICS, check_inputs, compute_disparity
+
+    messages = [camera_messages(f, 10**9 * (i + 1)) for i, f in enumerate(frames)]
+    timed = TimedBackend(backend)
+    times = StageTimes()
+    for run in range(warmup + repeats):
+        msgs = messages[run % len(messages)]
+        t0 = time.perf_counter()
+        left_rgb, right_rgb, camera, f_px = check_inputs(msgs, list(TOPICS))
+        t1 = time.perf_counter()
+        disparity = compute_disparity(timed, left_rgb, right_rgb, camera.delta_cx_px, 0.0, 0.0)
+        t2 = time.perf_counter()
+        points = dataclasses.replace(camera, delta_cx_px=0.0).points_from_disparity(disparity, 0.0)
+        t3 = time.perf_counter()
+        header, scale = msgs[0].header, camera.width / backend.width
+        out = (build_disparity_image(disparity, header, f_px, camera.baseline_m, 0.0,
+                                     backend.max_disparity * scale, DELTA_D * scale),
+               build_point_cloud(points, left_rgb, header), array_to_image(points[..., 2], "32FC1", header))
+        t4 = time.perf_counter()
+        if publishers is not None:
+            for publisher, msg in zip(publishers, out):
+                publisher.publish(msg)
+        t5 = time.perf_counter()
+        if run < warmup:
+            continue
+        normalise_s = timed.normalise_s
+        times.add(image_to_array=t1 - t0, preprocessing=timed.started - t1 + normalise_s,
+                  inference=max(0.0, timed.ended - timed.started - normalise_s),
+                  postprocessing=max(0.0, t2 - timed.ended - normalise_s), cloud=t3 - t2, message_fill=t4 - t3)
+        if publishers is not None:
+            times.add(publish=t5 - t4)
+    return times.summary()
+
+
+def pairs_at(frames: list[Any], size: tuple[int, int]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The frames' (left, right) at `size` (INTER_AREA, as the node shrinks camera images)."""
+    import cv2
+
+    def resize(image: np.ndarray) -> np.ndarray:
+        return image if image.shape[1::-1] == size else cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+    return [(resize(f.left), resize(f.right)) for f in frames]
+
+
+def input_digest(pairs: list[tuple[np.ndarray, np.ndarray]]) -> str:
+    digest = hashlib.sha1()
+    for left, right in pairs:
+        digest.update(left.tobytes())
+        digest.update(right.tobytes())
+    return digest.hexdigest()
+
+
+def time_interleaved(fns: dict[str, Callable[[np.ndarray, np.ndarray], Any]], pairs: list[tuple[np.ndarray, np.ndarray]],
+                     repeats: int, warmup: int) -> dict[str, dict[str, Any]]:
+    """Each fn(left, right) once per round on the round's pair, in alternating order, so that a load change
+    on a shared machine hits every method alike and their ratio holds. `frames_sha1` names the inputs."""
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    items = list(fns.items())
+    for r in range(warmup + repeats):
+        left, right = pairs[r % len(pairs)]
+        for name, fn in (items if r % 2 == 0 else items[::-1]):
+            start = time.perf_counter()
+            fn(left, right)
+            if r >= warmup:
+                samples[name].append(time.perf_counter() - start)
+    digest = input_digest(pairs)
+    return {name: {**summarise_ms(values), "frames_sha1": digest} for name, values in samples.items()}
+
+
+def versus_sgbm(backend: StereoBackend, frames: list[Any], max_disparity: int, repeats: int,
+                warmup: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """backend.infer (normalisation included) and SGBM searching the same range, interleaved on the same
+    frames at the network input size -> (inference, sgbm) timings."""
+    pairs = pairs_at(frames, (backend.width, backend.height))
+    result = time_interleaved({"inference": backend.infer,
+                               "sgbm": lambda left, right: sgbm_disparity(left, right, max_disparity)},
+                              pairs, repeats, warmup)
+    return result["inference"], result["sgbm"]
+
+
+def stage_total_ms(stages: dict[str, dict[str, float]], which: tuple[str, ...] = STAGES) -> float:
+    """Sum of the median stage times (medians: robust to a stall in one stage on a shared machine)."""
+    return float(sum(stages[s]["p50_ms"] for s in which if s in stages))
+
+
+def node_overhead_ms(stages: dict[str, dict[str, float]]) -> float:
+    return stage_total_ms(stages, tuple(s for s in STAGES if s not in NETWORK_STAGES))
