@@ -24,7 +24,7 @@ class SleepingBackend:
     name, device, height, width, max_disparity = "sleep", "cpu", 96, 128, 32
 
     def infer(self, left_rgb: np.ndarray, right_rgb: np.ndarray) -> StereoResult:
-        assert left_rgb.shape == (self.height, self.width, 3)  # compute_disparity resized the 160x120 camera images
+        assert left_rgb.shape == (self.height, self.width, 3)  # the processor resized the 160x120 camera images
         normalise(left_rgb), normalise(right_rgb)  # as every real backend does inside infer
         time.sleep(INFER_S)
         return StereoResult(np.full((self.height, self.width), 8.0, np.float32), np.ones((self.height, self.width), np.float32))
@@ -39,7 +39,7 @@ def test_stage_split_attributes_inference_time_to_inference():
     assert INFER_S * 1e3 - 5.0 <= inference < INFER_S * 1e3 + 40.0
     others = stage_total_ms(stages) - inference
     assert 0.0 < others < 40.0  # 160x120 conversions, resizes and cloud: a few ms even on a busy machine
-    assert all(stages[s]["p50_ms"] > 0.0 for s in ("image_to_array", "preprocessing", "cloud", "message_fill"))
+    assert all(stages[s]["p50_ms"] > 0.0 for s in ("check_inputs", "preprocessing", "messages", "serialise"))
 
 
 def test_sgbm_is_timed_interleaved_on_the_same_frames_at_the_network_size():

@@ -36,7 +36,7 @@ def count_flops(config: str, size: tuple[int, int], max_disparity: int) -> dict[
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from ..weights import load_model
+    from ..artifacts.weights import load_model
 
     net = load_model(config, None, max_disparity).net.eval()
     x = torch.zeros(1, 3, size[1], size[0])
