@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-OUTPUT_TOPICS = ("disparity", "points2", "depth")
+from .speed import OUTPUT_TOPICS, camera_messages
+
 INPUT_TOPICS = ("left/image_rect", "right/image_rect", "left/camera_info", "right/camera_info")
 
 
@@ -194,7 +195,6 @@ def end_to_end(request: EndToEndRequest) -> dict[str, Any]:
     from sensor_msgs.msg import CameraInfo, Image
 
     from ..ros.serialize import serialize_large
-    from .speed import camera_messages
 
     env = ros_environment()
     namespace = f"/bench_{os.getpid()}_{time.monotonic_ns() % 10**9}"

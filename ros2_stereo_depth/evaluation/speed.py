@@ -28,6 +28,7 @@ from ..inference.base import StereoBackend, StereoResult
 from ..normalisation import normalise
 
 STAGES = ("check_inputs", "preprocessing", "inference", "postprocessing", "messages", "serialise", "publish")
+OUTPUT_TOPICS = ("disparity", "points2", "depth")  # what the bench subscribes to, so what the node computes
 NETWORK_STAGES = ("inference",)  # everything else is node overhead (issue 11 target: <= 3 ms at 640x480)
 FX_PER_WIDTH = 0.5  # focal length = width / 2 px (90 degree field of view), as stereo_source
 BASELINE_M = 0.12
@@ -108,12 +109,11 @@ def camera_messages(frame: Any, stamp_ns: int) -> list[Any]:
 def node_stages(backend: StereoBackend, frames: list[Any], publishers: dict[str, Any] | None,
                 repeats: int, warmup: int) -> dict[str, dict[str, float]]:
     """Per-stage times of the node's processing of `frames` (cycled): the outputs the bench subscribes
-    to (dds_latency.OUTPUT_TOPICS) with the node's default settings, serialised as the node publishes
+    to (OUTPUT_TOPICS) with the node's default settings, serialised as the node publishes
     them. publishers: rclpy publishers by output name, or None to leave out the publish stage."""
     from ..ros.node import INPUTS, PARAMETERS, output_settings
     from ..ros.processor import StereoProcessor, check_inputs
     from ..ros.serialize import serialize_large
-    from .dds_latency import OUTPUT_TOPICS
 
     messages = [camera_messages(f, 10**9 * (i + 1)) for i, f in enumerate(frames)]
     timed = TimedBackend(backend)
