@@ -89,6 +89,7 @@ def test_stage_sum_matches_end_to_end_latency_through_dds(report):
     latency, total = e2e["frame_latency_ms"]["p50"], row["stage_total_ms"]
     assert 0.7 * row["stages"]["inference"]["p50_ms"] < latency < 2.0 * total + 60.0
     assert 100.0 < e2e["node_peak_rss_mib"] < 8000.0  # the node process's VmHWM, not ours
+    assert e2e["dds_profile"].endswith("fastdds_profile.xml")
 
 
 def test_chart_points_and_png(report):
@@ -129,3 +130,19 @@ def test_ort_profile_splits_time_by_op_type_and_module(tiny_onnx):
     assert any("3D" in op for op in shares) and any("2D" in op for op in shares)
     assert any(m.startswith("/net/aggregation") for m, _ in result["modules"])
     assert 0.0 < result["node_ms_per_run"] <= result["wall_ms_per_run"] * 1.5
+
+
+def test_dds_runs_use_the_package_environment_and_fast_dds_profile():
+    """From a bare environment, the bench's node and sink processes get ros/environment.py's defaults:
+    the same Fast DDS profile every executable of the package uses (lost large frames without it)."""
+    import os
+    import subprocess
+    import sys
+
+    from ros2_stereo_depth.ros.environment import FASTDDS_PROFILE, PROFILE_VARIABLE
+
+    code = ("from ros2_stereo_depth.evaluation.dds_latency import ros_environment as e; env = e(); "
+            f"print(env['{PROFILE_VARIABLE}'], env['ROS_AUTOMATIC_DISCOVERY_RANGE'], env['RMW_IMPLEMENTATION'])")
+    bare = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp")}
+    out = subprocess.run([sys.executable, "-c", code], env=bare, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == [str(FASTDDS_PROFILE), "LOCALHOST", "rmw_fastrtps_cpp"]

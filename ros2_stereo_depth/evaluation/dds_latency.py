@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from ..ros.environment import PROFILE_VARIABLE
 from .speed import OUTPUT_TOPICS, camera_messages
 
 INPUT_TOPICS = ("left/image_rect", "right/image_rect", "left/camera_info", "right/camera_info")
@@ -261,7 +262,7 @@ def end_to_end(request: EndToEndRequest) -> dict[str, Any]:
             "sent": request.count, "received": {t: len(v) for t, v in latency.items()},
             "dropped": request.count - len(full),
             "latency_ms": {t: _stats(v) for t, v in latency.items()}, "frame_latency_ms": _stats(full),
-            "node_peak_rss_mib": rss, "node_startup_s": startup_s}
+            "node_peak_rss_mib": rss, "node_startup_s": startup_s, "dds_profile": env.get(PROFILE_VARIABLE, "")}
 
 
 def _stats(values_s: list[float]) -> dict[str, float] | None:
