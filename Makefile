@@ -8,8 +8,12 @@ ALOE := /usr/share/doc/opencv-doc/examples/data/aloeGT.png
 # The ROS environment (the PyPI wheels' ament index in the venv, Fast DDS and its profile, discovery on
 # this host) is set by ros2_stereo_depth/ros/environment.py, its one home: the demo and test/conftest.py
 # call it. A fixed domain keeps the demo off other graphs on the machine.
+# Freely licensed photos used as textures by the synthetic generator (docs/DATA_SOURCES.md).
+TEXTURE_PACKAGES := mate-backgrounds lomiri-wallpapers-16.04 lomiri-wallpapers-20.04
+TEXTURES := /usr/share/backgrounds/mate/nature/Wood.jpg /usr/share/backgrounds/Bridge_by_Sander_Klootwijk.jpg \
+            /usr/share/backgrounds/Kleiber_by_Lukas_Baubkus.jpg
 
-.PHONY: venv demo test aloe clean
+.PHONY: venv demo test aloe textures clean
 
 venv: $(STAMP)
 
@@ -27,10 +31,16 @@ $(ALOE):
 	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends opencv-doc >/dev/null
 
+# Natural photos for the synthetic generator's textures (data/textures.py TEXTURE_SOURCES).
+textures: $(TEXTURES)
+$(TEXTURES):
+	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(TEXTURE_PACKAGES) >/dev/null
+
 demo: $(STAMP)
 	ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-42} $(PY) -m ros2_stereo_depth demo --out demo_output
 
-test: $(STAMP) aloe
+test: $(STAMP) aloe textures
 	$(PY) -m pytest test
 
 clean:

@@ -27,3 +27,13 @@ def _ros_home(tmp_path_factory: pytest.TempPathFactory):
         os.environ.pop("ROS_HOME", None)
     else:
         os.environ["ROS_HOME"] = before
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module's tests (2 cores shared with other jobs), restored after the module:
+    set here, never at import, so a module's setting does not leak into the next."""
+    from torch_threads import torch_threads
+
+    with torch_threads(1):
+        yield

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import rclpy
@@ -36,6 +36,16 @@ DEFAULT_OUTPUTS = ("disparity", "points2", "depth")
 def stereo_pair(width: int = 320, height: int = 240, index: int = 0):
     """A synthetic sample (left, right RGB and exact disparity) at width x height."""
     return SyntheticSequence(SceneParams(height=height, width=width, max_disparity_px=32.0), seed=3).frame(index)
+
+
+def running(namespace: str, params: dict[str, Any], reliable: bool = True) -> Iterator["Harness"]:
+    """The body of a module fixture: a harness with the node started and its topics matched, closed after."""
+    harness = Harness(namespace, params, reliable)
+    try:
+        harness.wait_connected()
+        yield harness
+    finally:
+        harness.close()
 
 
 class Harness:

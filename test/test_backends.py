@@ -17,6 +17,7 @@ from ros2_stereo_depth.artifacts.sidecar import SidecarError, publish, staged
 from ros2_stereo_depth.artifacts.tensorrt_env import EngineMismatchError, PlatformInfo, TensorRTError
 from ros2_stereo_depth.data.synthetic import SceneParams, SyntheticStereo
 from ros2_stereo_depth.inference import select, tensorrt_backend
+from ros2_stereo_depth.inference.base import valid_disparity
 from ros2_stereo_depth.inference.cuda_runner import GpuNormaliser
 from ros2_stereo_depth.inference.select import BackendRequest, create_backend
 from ros2_stereo_depth.inference.torch_backend import TorchBackend
@@ -48,6 +49,7 @@ def _select(**fields: object) -> select.SelectedBackend:
     return create_backend(BackendRequest(config="tiny", threads=2, **fields))  # type: ignore[arg-type]
 
 
+@pytest.mark.export
 def test_torch_cpu_matches_onnxruntime(pair) -> None:
     torch_sel = _select(backend="torch")
     ort_sel = _select(backend="onnxruntime")
@@ -90,6 +92,7 @@ COMMAND = "build the engine on the target with: stereo-depth build-engine --conf
           "--precision fp16 --workspace-mib 4096 --output "
 
 
+@pytest.mark.export
 @pytest.mark.skipif(not NO_TENSORRT, reason="TensorRT present")
 def test_auto_without_tensorrt_picks_onnxruntime(tmp_path: Path) -> None:
     engine = tmp_path / "tiny.engine"
@@ -146,6 +149,7 @@ FAILURES = {
 }
 
 
+@pytest.mark.export
 @pytest.mark.parametrize("backend", ["auto", "tensorrt"])
 @pytest.mark.parametrize("failure", list(FAILURES))
 def test_tensorrt_failures_fall_back_or_fail_with_one_line(monkeypatch, tmp_path: Path, backend: str,
@@ -194,11 +198,37 @@ def test_default_engine_path(monkeypatch, tmp_path) -> None:
     assert default_engine_path(EngineSpec("tiny", 192, 256, 64, "fp32")) == tmp_path / "mine/tiny_256x192_d64_fp32.engine"
 
 
+@pytest.mark.parametrize("min_disparity, min_confidence, expected", [
+    (0.0, 0.0, [False, False, False, True, True, True]),  # NaN and 0 are not above 0; confidence ignored
+    (0.0, 0.5, [False, False, False, False, True, True]),  # 0.2 < 0.5; 0.5 itself is kept
+    (2.0, 0.0, [False, False, False, False, False, True]),
+])
+def test_valid_disparity_is_the_node_rule(min_disparity, min_confidence, expected) -> None:
+    disparity = np.array([np.nan, -1.0, 0.0, 0.5, 2.0, 3.0], np.float32)
+    confidence = np.array([1.0, 1.0, 1.0, 0.2, 0.5, np.float32(0.9)], np.float32)
+    valid = valid_disparity(disparity, confidence, min_disparity, min_confidence)
+    assert valid.dtype == bool and valid.tolist() == expected
+
+
+def test_backend_search_range_wider_than_the_config_width(pair) -> None:
+    """The native evaluation path: a backend at a wide input with a search range above the config's
+    default width (tiny: 256) runs and searches that range."""
+    selected = create_backend(BackendRequest(backend="torch", config="tiny", height=192, width=384,
+                                             max_disparity=320))
+    assert (selected.backend.height, selected.backend.width, selected.backend.max_disparity) == (192, 384, 320)
+    left, right = (np.ascontiguousarray(np.pad(image, ((0, 0), (0, 128), (0, 0)), mode="edge"))
+                   for image in pair)
+    result = selected.backend.infer(left, right)
+    assert result.disparity_px.shape == (192, 384)
+    assert 0.0 <= float(result.disparity_px.min()) and float(result.disparity_px.max()) <= 320.0
+
+
 def test_unknown_backend() -> None:
     with pytest.raises(ValueError, match="not one of"):
         create_backend(BackendRequest(backend="tflite"))
 
 
+@pytest.mark.export
 def test_onnx_cache_warm_start(monkeypatch, tmp_path: Path, pair) -> None:
     monkeypatch.setenv("ROS_HOME", str(tmp_path / "home"))
     exports: list[Path] = []
@@ -240,6 +270,7 @@ def test_onnx_cache_key_changes_with_each_input() -> None:
     assert cache.onnx_cache_key(**base) == cache.onnx_cache_key(**dict(base))  # type: ignore[arg-type]
 
 
+@pytest.mark.export
 def test_random_weights_leave_no_temporary_files(monkeypatch, tmp_path: Path) -> None:
     """The accurate config has no shipped weights: exported to a temporary folder that is removed."""
     temp = tmp_path / "tmp"

@@ -7,7 +7,6 @@ import time
 
 import numpy as np
 import pytest
-import torch
 from std_msgs.msg import Header
 
 from ros2_stereo_depth.image_encoding import image_to_array
@@ -15,9 +14,9 @@ from ros2_stereo_depth.ros.conversions import array_to_image
 
 from ros2_stereo_depth.ros.health import Throttle
 
-from ros_harness import Harness, stereo_pair
+from ros_harness import running, stereo_pair
 
-torch.set_num_threads(1)
+pytestmark = [pytest.mark.dds, pytest.mark.usefixtures("one_torch_thread")]
 NS = "/test_bad"
 # use_system_default_qos (stereo_image_proc's name): the RMW's default QoS on the subscriptions, which
 # Fast DDS makes best effort for readers, instead of qos_reliability (reliable here, so the two differ).
@@ -27,10 +26,7 @@ PARAMS = {"backend": "torch", "config": "tiny", "threads": 1, "use_system_defaul
 
 @pytest.fixture(scope="module")
 def harness():
-    h = Harness(NS, PARAMS, reliable=True)
-    h.wait_connected()
-    yield h
-    h.close()
+    yield from running(NS, PARAMS, reliable=True)
 
 
 @pytest.fixture(scope="module")

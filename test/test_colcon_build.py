@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.colcon
+
 REPO = Path(__file__).resolve().parents[1]
 COLCON = Path(sys.executable).with_name("colcon")
 

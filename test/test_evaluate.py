@@ -17,8 +17,9 @@ ALOE = Path("/usr/share/doc/opencv-doc/examples/data")
 LEFT, RIGHT, GT = (str(ALOE / n) for n in ("aloeL.jpg", "aloeR.jpg", "aloeGT.png"))
 PAIR = ["--left", LEFT, "--right", RIGHT, "--gt", GT]
 
-pytestmark = pytest.mark.skipif(not (ALOE / "aloeGT.png").is_file(),
-                                reason="opencv-doc (Middlebury Aloe) not installed; `make test` installs it")
+pytestmark = [pytest.mark.export,  # the network runs through ONNX Runtime on a fresh export
+              pytest.mark.skipif(not (ALOE / "aloeGT.png").is_file(),
+                                 reason="opencv-doc (Middlebury Aloe) not installed; `make test` installs it")]
 
 
 def evaluate(capsys, *args):
@@ -74,6 +75,18 @@ def test_native_path_pads_to_the_size_multiple(capsys):
     assert p["search_range_px"] == [64.0] and report["backend"] == "torch on cpu"
     assert "sgbm" not in report and "ratio_to_tuned_sgbm" not in report
     check_ranges(report["model"])
+
+
+def test_native_search_range_is_checked_against_the_image_width(capsys):
+    """288 px exceeds tiny's default input width (256) but not this padded image's (320): allowed."""
+    report = evaluate_json(capsys, "--config", "tiny", *PAIR, "--scale", "0.25", "--native", "--sgbm", "none",
+                           "--backend", "torch", "--max-disparity", "288")
+    p = report["protocol"]
+    assert p["network_input"] == ["320x288"] and p["search_range_px"] == [288.0]
+    check_ranges(report["model"])
+    err = failure(capsys, "--config", "tiny", *PAIR, "--scale", "0.25", "--native", "--sgbm", "none",
+                  "--backend", "torch", "--max-disparity", "336")
+    assert "max_disparity 336 exceeds the input width 320" in err
 
 
 def test_unpredicted_pixels_count_as_errors(capsys):
@@ -139,6 +152,7 @@ TARGET_BAD2_RATIO = 0.7
 @pytest.fixture(scope="module", params=[1.0, 0.5], ids=["full", "half"])
 def shipped(request):
     from ros2_stereo_depth.evaluation.network import NetworkSettings
+    from ros2_stereo_depth.inference.select import BackendRequest
     from ros2_stereo_depth.evaluation.pairs import evaluation_pairs
     from ros2_stereo_depth.evaluation.protocol import EvaluationSettings
     from ros2_stereo_depth.evaluation.protocol import evaluate as run_protocol
@@ -148,7 +162,8 @@ def shipped(request):
         pytest.skip("shipped weights missing")
     reports = {}
     for config, sgbm in (("fast", "tuned"), ("tiny", "none")):  # tuned SGBM does not depend on the network
-        settings = EvaluationSettings(NetworkSettings(config=config, threads=2), scale=scale, sgbm=sgbm)
+        settings = EvaluationSettings(NetworkSettings(BackendRequest(config=config, threads=2)), scale=scale,
+                                      sgbm=sgbm)
         reports[config] = run_protocol(evaluation_pairs(None, left=LEFT, right=RIGHT, gt=GT), settings)
     return scale, reports
 

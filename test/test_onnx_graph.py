@@ -17,6 +17,10 @@ from ros2_stereo_depth.artifacts.onnx_check import OPS_FILE, check_graph, op_cou
 from ros2_stereo_depth.artifacts.onnx_export import export_onnx
 from ros2_stereo_depth.artifacts.weights import LoadedModel, load_model
 
+from torch_threads import torch_threads
+
+pytestmark = pytest.mark.export
+
 ALOE = Path("/usr/share/doc/opencv-doc/examples/data")
 CONFIGS = ("tiny", "fast", "accurate")
 PRECISIONS = ("fp32", "fp16")
@@ -45,8 +49,9 @@ def parity_model(config: str, height: int, width: int) -> LoadedModel:
     """Shipped weights if any. Else a seeded random net whose cost logits are rescaled to a std of 1
     on the Aloe pair: untouched, a random net's softmax is flat and every output is ~D/2, which would
     make any parity check vacuous; trained nets have peaked cost curves like this one."""
-    torch.manual_seed(0)
-    model = load_model(config)
+    with torch.random.fork_rng():  # seeded initialisation; the global RNG is restored after
+        torch.manual_seed(0)
+        model = load_model(config)
     if model.trained:
         return model
     left, right = (torch.from_numpy(normalise(x)) for x in aloe_pair(height, width))
@@ -66,10 +71,8 @@ def parity_model(config: str, height: int, width: int) -> LoadedModel:
 @pytest.fixture(scope="module", autouse=True)
 def _two_threads():
     """Thread count for this module only: set here, restored after (no setting at import)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(2):
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -26,6 +26,8 @@ from ros2_stereo_depth.ros.params import ParameterError
 
 from ros_harness import Harness, stereo_pair
 
+pytestmark = pytest.mark.dds
+
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "config" / "stereo_depth.yaml"
 NS = "/test_startup"

@@ -21,8 +21,10 @@ SHIPPED_SHA256 = {"tiny": "36f666ea7e16", "fast": "4f893e508aa0"}
 
 @pytest.fixture
 def tiny_weights(tmp_path: Path) -> Path:
-    torch.manual_seed(0)
-    return save_weights(StereoNet(get_config("tiny")), tmp_path / "w.safetensors", {"steps": 7})
+    with torch.random.fork_rng():  # seeded initialisation; the global RNG is restored after
+        torch.manual_seed(0)
+        net = StereoNet(get_config("tiny"))
+    return save_weights(net, tmp_path / "w.safetensors", {"steps": 7})
 
 
 def test_sidecar_records_architecture_not_runtime(tiny_weights: Path) -> None:
@@ -57,6 +59,17 @@ def test_run_time_settings_come_from_the_registry_or_the_caller(tiny_weights: Pa
     assert load_model(weights=tiny_weights, max_disparity=32).config.max_disparity == 32
     with pytest.raises(ValueError, match="define the weights"):
         get_config("tiny").with_overrides(groups=8)
+
+
+def test_search_range_is_checked_against_the_requested_width(tiny_weights: Path) -> None:
+    """A range wider than the config's default width (tiny: 256) is fine for a wider input: `--native`
+    evaluation of a large image asks for exactly that. It is still refused beyond the requested width."""
+    model = load_model(weights=tiny_weights, max_disparity=320, height=192, width=384)
+    assert (model.config.max_disparity, model.config.height, model.config.width) == (320, 192, 384)
+    with pytest.raises(ValueError, match="max_disparity 320 exceeds the input width 256"):
+        load_model(weights=tiny_weights, max_disparity=320)
+    with pytest.raises(ValueError, match="max_disparity 320 exceeds the input width 304"):
+        load_model(weights=tiny_weights, max_disparity=320, width=304)
 
 
 def test_a_new_architecture_field_reads_old_sidecars_with_its_default(monkeypatch, tiny_weights: Path) -> None:

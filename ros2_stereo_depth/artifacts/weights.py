@@ -75,16 +75,20 @@ def check_architecture(path: Path, meta: dict[str, Any]) -> ModelConfig:
 
 
 def load_model(config_name: str | None = None, weights: str | Path | None = None,
-               max_disparity: int | None = None, use_shipped: bool = True) -> LoadedModel:
+               max_disparity: int | None = None, use_shipped: bool = True,
+               height: int | None = None, width: int | None = None) -> LoadedModel:
     """Build the network. `weights` given: the config its sidecar names (the name must agree if both are
     given). Else the shipped weights for `config_name` if any, else random initialisation.
-    max_disparity: the search range (None: the config's default); it changes only the cost volume."""
+    max_disparity: the search range (None: the config's default); it changes only the cost volume.
+    height, width: the input size it will run at (None: the config's); the search range is checked
+    against this width, not the config's default one."""
+    runtime = {"max_disparity": max_disparity, "height": height, "width": width}
     if weights is None and use_shipped and config_name is not None:
         weights = shipped_weights(config_name)
     if weights is None:
         if config_name is None:
             raise ValueError("give a config name or a weights file")
-        config = get_config(config_name).with_overrides(max_disparity=max_disparity)
+        config = get_config(config_name).with_overrides(**runtime)
         net = StereoNet(config).eval()
         return LoadedModel(net, config, None, None)
     path = Path(weights)
@@ -96,7 +100,7 @@ def load_model(config_name: str | None = None, weights: str | Path | None = None
     config = check_architecture(path, meta)
     if config_name is not None and config.name != config_name:
         raise ValueError(f"{path}: weights are for config {config.name!r}, not {config_name!r}")
-    config = config.with_overrides(max_disparity=max_disparity)
+    config = config.with_overrides(**runtime)
     net = StereoNet(config)
     state = load_file(str(path))
     missing, unexpected = net.load_state_dict(state, strict=False)

@@ -5,32 +5,28 @@ Node path (default): one backend at the network input size the node uses (the co
 publishes for a camera of that resolution. Native path (`native=True`): a backend at the image's own
 size padded up to the network's size multiple (edge replication, right/bottom), output cropped back.
 
-A pixel counts as predicted by the node's own rule (ros/node.py compute_disparity, default parameters
-min_disparity 0.0, min_confidence 0.0): finite, above min_disparity, confidence at least min_confidence.
+A pixel counts as predicted by the node's own rule (inference/base.py valid_disparity; the node's default
+parameters min_disparity 0.0, min_confidence 0.0).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
 
 from ..config import get_config
-from ..inference.base import StereoBackend, StereoResult, infer_at_image_size
+from ..inference.base import StereoBackend, StereoResult, infer_at_image_size, valid_disparity
 from ..inference.select import BackendRequest, SelectedBackend, create_backend
 
 
 @dataclass(frozen=True)
 class NetworkSettings:
-    backend: str = "auto"  # as the node's `backend` parameter; auto = ONNX Runtime without TensorRT
-    config: str = "fast"
-    weights: str = ""  # empty: the shipped weights of `config`
+    # Which backend and network, as the node's parameters; height/width: the node path's network input
+    # size (0: the config's, as the node); max_disparity: at the network input (node path) or image
+    # (native) resolution (0: the config's). auto = ONNX Runtime without TensorRT.
+    request: BackendRequest = field(default_factory=BackendRequest)
     native: bool = False
-    height: int = 0  # node path: network input size (0: the config's, as the node)
-    width: int = 0
-    max_disparity: int = 0  # at the network input (node path) or image (native) resolution; 0: the default
-    precision: str = "fp16"
-    threads: int = 0
     min_disparity: float = 0.0  # the node's defaults
     min_confidence: float = 0.0
 
@@ -43,17 +39,14 @@ class NetworkRunner:
         self.selected: dict[tuple[int, int], SelectedBackend] = {}
 
     def backend_for(self, height: int, width: int) -> SelectedBackend:
-        s = self.settings
-        if s.native:
-            m = get_config(s.config).size_multiple
-            height, width = -(-height // m) * m, -(-width // m) * m
-        else:
-            height, width = s.height, s.width
-        if (height, width) not in self.selected:
-            self.selected[(height, width)] = create_backend(BackendRequest(
-                backend=s.backend, config=s.config, weights=s.weights, height=height, width=width,
-                max_disparity=s.max_disparity, precision=s.precision, threads=s.threads))
-        return self.selected[(height, width)]
+        request = self.settings.request
+        if self.settings.native:
+            m = get_config(request.config).size_multiple
+            request = replace(request, height=-(-height // m) * m, width=-(-width // m) * m)
+        size = (request.height, request.width)
+        if size not in self.selected:
+            self.selected[size] = create_backend(request)
+        return self.selected[size]
 
     def search_range_px(self, height: int, width: int) -> float:
         """The disparities the network searches, in px of an image of this size."""
@@ -70,8 +63,8 @@ class NetworkRunner:
         else:
             result = infer_at_image_size(backend, left_rgb, right_rgb)
         disparity = result.disparity_px
-        predicted = (np.isfinite(disparity) & (disparity > self.settings.min_disparity)
-                     & (result.confidence >= self.settings.min_confidence))
+        predicted = valid_disparity(disparity, result.confidence, self.settings.min_disparity,
+                                    self.settings.min_confidence)
         return disparity, predicted
 
 

@@ -1,4 +1,5 @@
-"""What every inference backend shares: the backend interface, results, the resize policy."""
+"""What every inference backend shares: the backend interface, results, the resize policy, and the rule
+that says which output pixels are valid (the node and `evaluate` both apply it)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -42,3 +43,14 @@ def infer_at_image_size(backend: StereoBackend, left_rgb: np.ndarray, right_rgb:
                            cv2.resize(right_rgb, size, interpolation=interp))
     disparity = cv2.resize(result.disparity_px, (w, h), interpolation=cv2.INTER_LINEAR) * np.float32(w / backend.width)
     return StereoResult(disparity, cv2.resize(result.confidence, (w, h), interpolation=cv2.INTER_LINEAR))
+
+
+def valid_disparity(disparity_px: np.ndarray, confidence: np.ndarray, min_disparity: float,
+                    min_confidence: float) -> np.ndarray:
+    """The node's validity rule (parameters min_disparity, min_confidence): a pixel is valid when its
+    disparity is above min_disparity (NaN is not) and, when min_confidence > 0, its confidence is at least
+    min_confidence. Returns a bool mask of the disparity's shape."""
+    valid = disparity_px > min_disparity  # NaN compares False
+    if min_confidence > 0:
+        valid &= confidence >= min_confidence
+    return np.asarray(valid)

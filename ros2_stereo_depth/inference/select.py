@@ -59,10 +59,9 @@ def create_backend(request: BackendRequest) -> SelectedBackend:
         raise ValueError(f"backend {request.backend!r} is not one of {BACKENDS}")
     if request.dla_core < -1:
         raise ValueError(f"dla_core must be -1 (GPU only) or a DLA core >= 0, not {request.dla_core}")
-    model = load_model(request.config, request.weights or None, request.max_disparity or None)
-    height = request.height or model.config.height
-    width = request.width or model.config.width
-    model.config.check_size(height, width)
+    model = load_model(request.config, request.weights or None, request.max_disparity or None,
+                       height=request.height or None, width=request.width or None)
+    height, width = model.config.height, model.config.width  # the request's, else the config's; checked
     if request.backend == "torch":
         from .torch_backend import TorchBackend
         precision = "fp32" if request.precision == "fp32" else "fp16"  # int8 is for engines only

@@ -19,7 +19,7 @@ from std_msgs.msg import Header
 from ..fileio import colourise_disparity
 from ..geometry import CalibrationError, StereoCamera
 from ..image_encoding import ImageError, image_to_rgb
-from ..inference.base import StereoBackend, infer_at_image_size
+from ..inference.base import StereoBackend, infer_at_image_size, valid_disparity
 from .conversions import array_to_image, build_disparity_image, build_point_cloud, empty_image, valid_window
 
 # The network regresses a continuous (soft-argmin) disparity; 1/16 px is the nominal sub-pixel step
@@ -104,10 +104,8 @@ class StereoProcessor:
         disparity = result.disparity_px.astype(np.float32, copy=False)
         if stereo.camera.delta_cx_px:  # x_left - x_right corrected for the principal points
             disparity = disparity + np.float32(stereo.camera.delta_cx_px)
-        invalid = ~(disparity > settings.min_disparity)  # NaN too
-        if settings.min_confidence > 0:
-            invalid |= result.confidence < settings.min_confidence
-        disparity[invalid] = np.float32(settings.min_disparity - 1.0)
+        valid = valid_disparity(disparity, result.confidence, settings.min_disparity, settings.min_confidence)
+        disparity[~valid] = np.float32(settings.min_disparity - 1.0)
         return disparity, result.confidence
 
     def process(self, stereo: StereoSet, settings: OutputSettings, wanted: set[str]) -> dict[str, Any]:

@@ -24,7 +24,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def load_model_from_args(args: argparse.Namespace) -> LoadedModel:
-    return load_model(args.config, args.weights, args.max_disparity)
+    """The network at the asked input size and search range (None: the config's), checked together."""
+    return load_model(args.config, args.weights, args.max_disparity, height=args.height, width=args.width)
 
 
 def input_size(args: argparse.Namespace, model: LoadedModel) -> tuple[int, int]:
