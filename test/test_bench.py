@@ -61,6 +61,8 @@ def report(tmp_path_factory):
     return json.loads((out / "bench.json").read_text()), out
 
 
+@pytest.mark.dds
+@pytest.mark.export
 def test_bench_json_has_plausible_figures_and_reports_missing_backends(report):
     data, _ = report
     rows = {row["backend"]: row for row in data["sizes"][0]["rows"]}
@@ -78,6 +80,8 @@ def test_bench_json_has_plausible_figures_and_reports_missing_backends(report):
     assert 100.0 < data["bench_peak_rss_mib"] < 8000.0
 
 
+@pytest.mark.dds
+@pytest.mark.export
 def test_stage_sum_matches_end_to_end_latency_through_dds(report):
     data, _ = report
     row = next(r for r in data["sizes"][0]["rows"] if r["backend"] == "onnxruntime")
@@ -92,6 +96,8 @@ def test_stage_sum_matches_end_to_end_latency_through_dds(report):
     assert e2e["dds_profile"].endswith("fastdds_profile.xml")
 
 
+@pytest.mark.dds
+@pytest.mark.export
 def test_chart_points_and_png(report):
     data, out = report
     sgbm, tiny = data["chart"]["OpenCV SGBM"], data["chart"]["tiny on onnxruntime"]
@@ -112,6 +118,7 @@ def tiny_onnx(tmp_path_factory):
     return export_model("tiny", (64, 48), 32, tmp_path_factory.mktemp("onnx"))
 
 
+@pytest.mark.export
 def test_shipped_ort_session_options_are_the_measured_choice(tiny_onnx):
     from ros2_stereo_depth.inference.onnxruntime_backend import OnnxRuntimeBackend
     options = OnnxRuntimeBackend(tiny_onnx, threads=1).session.get_session_options()
@@ -120,6 +127,7 @@ def test_shipped_ort_session_options_are_the_measured_choice(tiny_onnx):
     assert str(options.graph_optimization_level).endswith("ORT_ENABLE_ALL")
 
 
+@pytest.mark.export
 def test_ort_profile_splits_time_by_op_type_and_module(tiny_onnx):
     from ros2_stereo_depth.evaluation.ort_study import network_inputs, profile
     result = profile(tiny_onnx, network_inputs((64, 48), 1), runs=2)

@@ -62,7 +62,7 @@ def export_model(config: str, size: tuple[int, int], max_disparity: int, directo
     from ..artifacts.weights import load_model
 
     path = directory / f"{config}_{size[0]}x{size[1]}_d{max_disparity}.onnx"
-    export_onnx(load_model(config, None, max_disparity), path, size[1], size[0])
+    export_onnx(load_model(config, None, max_disparity, height=size[1], width=size[0]), path, size[1], size[0])
     return path
 
 
