@@ -24,7 +24,7 @@ class SleepingBackend:
     name, device, height, width, max_disparity = "sleep", "cpu", 96, 128, 32
 
     def infer(self, left_rgb: np.ndarray, right_rgb: np.ndarray) -> StereoResult:
-        assert left_rgb.shape == (self.height, self.width, 3)  # compute_disparity resized the 160x120 camera images
+        assert left_rgb.shape == (self.height, self.width, 3)  # the processor resized the 160x120 camera images
         normalise(left_rgb), normalise(right_rgb)  # as every real backend does inside infer
         time.sleep(INFER_S)
         return StereoResult(np.full((self.height, self.width), 8.0, np.float32), np.ones((self.height, self.width), np.float32))
@@ -39,7 +39,7 @@ def test_stage_split_attributes_inference_time_to_inference():
     assert INFER_S * 1e3 - 5.0 <= inference < INFER_S * 1e3 + 40.0
     others = stage_total_ms(stages) - inference
     assert 0.0 < others < 40.0  # 160x120 conversions, resizes and cloud: a few ms even on a busy machine
-    assert all(stages[s]["p50_ms"] > 0.0 for s in ("image_to_array", "preprocessing", "cloud", "message_fill"))
+    assert all(stages[s]["p50_ms"] > 0.0 for s in ("check_inputs", "preprocessing", "messages", "serialise"))
 
 
 def test_sgbm_is_timed_interleaved_on_the_same_frames_at_the_network_size():
@@ -61,6 +61,8 @@ def report(tmp_path_factory):
     return json.loads((out / "bench.json").read_text()), out
 
 
+@pytest.mark.dds
+@pytest.mark.export
 def test_bench_json_has_plausible_figures_and_reports_missing_backends(report):
     data, _ = report
     rows = {row["backend"]: row for row in data["sizes"][0]["rows"]}
@@ -78,6 +80,8 @@ def test_bench_json_has_plausible_figures_and_reports_missing_backends(report):
     assert 100.0 < data["bench_peak_rss_mib"] < 8000.0
 
 
+@pytest.mark.dds
+@pytest.mark.export
 def test_stage_sum_matches_end_to_end_latency_through_dds(report):
     data, _ = report
     row = next(r for r in data["sizes"][0]["rows"] if r["backend"] == "onnxruntime")
@@ -89,8 +93,11 @@ def test_stage_sum_matches_end_to_end_latency_through_dds(report):
     latency, total = e2e["frame_latency_ms"]["p50"], row["stage_total_ms"]
     assert 0.7 * row["stages"]["inference"]["p50_ms"] < latency < 2.0 * total + 60.0
     assert 100.0 < e2e["node_peak_rss_mib"] < 8000.0  # the node process's VmHWM, not ours
+    assert e2e["dds_profile"].endswith("fastdds_profile.xml")
 
 
+@pytest.mark.dds
+@pytest.mark.export
 def test_chart_points_and_png(report):
     data, out = report
     sgbm, tiny = data["chart"]["OpenCV SGBM"], data["chart"]["tiny on onnxruntime"]
@@ -111,6 +118,7 @@ def tiny_onnx(tmp_path_factory):
     return export_model("tiny", (64, 48), 32, tmp_path_factory.mktemp("onnx"))
 
 
+@pytest.mark.export
 def test_shipped_ort_session_options_are_the_measured_choice(tiny_onnx):
     from ros2_stereo_depth.inference.onnxruntime_backend import OnnxRuntimeBackend
     options = OnnxRuntimeBackend(tiny_onnx, threads=1).session.get_session_options()
@@ -119,6 +127,7 @@ def test_shipped_ort_session_options_are_the_measured_choice(tiny_onnx):
     assert str(options.graph_optimization_level).endswith("ORT_ENABLE_ALL")
 
 
+@pytest.mark.export
 def test_ort_profile_splits_time_by_op_type_and_module(tiny_onnx):
     from ros2_stereo_depth.evaluation.ort_study import network_inputs, profile
     result = profile(tiny_onnx, network_inputs((64, 48), 1), runs=2)
@@ -129,3 +138,19 @@ def test_ort_profile_splits_time_by_op_type_and_module(tiny_onnx):
     assert any("3D" in op for op in shares) and any("2D" in op for op in shares)
     assert any(m.startswith("/net/aggregation") for m, _ in result["modules"])
     assert 0.0 < result["node_ms_per_run"] <= result["wall_ms_per_run"] * 1.5
+
+
+def test_dds_runs_use_the_package_environment_and_fast_dds_profile():
+    """From a bare environment, the bench's node and sink processes get ros/environment.py's defaults:
+    the same Fast DDS profile every executable of the package uses (lost large frames without it)."""
+    import os
+    import subprocess
+    import sys
+
+    from ros2_stereo_depth.ros.environment import FASTDDS_PROFILE, PROFILE_VARIABLE
+
+    code = ("from ros2_stereo_depth.evaluation.dds_latency import ros_environment as e; env = e(); "
+            f"print(env['{PROFILE_VARIABLE}'], env['ROS_AUTOMATIC_DISCOVERY_RANGE'], env['RMW_IMPLEMENTATION'])")
+    bare = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp")}
+    out = subprocess.run([sys.executable, "-c", code], env=bare, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == [str(FASTDDS_PROFILE), "LOCALHOST", "rmw_fastrtps_cpp"]

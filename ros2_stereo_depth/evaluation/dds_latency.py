@@ -5,7 +5,7 @@ time minus the header stamp, which the source sets from the system clock just be
 
 Also the rig for the per-stage `publish` time: publishers in this process whose subscriber is a sink
 in another process (`python -m ros2_stereo_depth.evaluation.dds_latency --sink NAMESPACE`), so a
-publish pays serialisation and the inter-process transport, as the node's does.
+publish of the serialised message pays the inter-process transport, as the node's does.
 """
 from __future__ import annotations
 
@@ -23,16 +23,19 @@ from typing import Any
 
 import numpy as np
 
-OUTPUT_TOPICS = ("disparity", "points2", "depth")
+from ..ros.environment import PROFILE_VARIABLE
+from .speed import OUTPUT_TOPICS, camera_messages
+
 INPUT_TOPICS = ("left/image_rect", "right/image_rect", "left/camera_info", "right/camera_info")
 
 
 def ros_environment() -> dict[str, str]:
-    """What the Makefile sets for ROS (the PyPI wheels' ament index is this prefix; loopback only)."""
-    os.environ.setdefault("AMENT_PREFIX_PATH", sys.prefix)
-    os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
-    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    return dict(os.environ, PYTHONUNBUFFERED="1")
+    """The environment every executable of the package runs with (ros/environment.py, as `make demo` and
+    `stereo-depth demo`: local discovery, Fast DDS and its profile), set in this process (before rclpy
+    creates a participant) and returned for the node and sink processes."""
+    from ..ros.environment import apply_local_defaults
+    apply_local_defaults()
+    return dict(os.environ)
 
 
 def reliable_qos(depth: int = 5) -> Any:
@@ -111,19 +114,19 @@ class Spinner:
 
 
 @contextlib.contextmanager
-def publish_rig(namespace: str, timeout_s: float = 60.0) -> Iterator[tuple[Any, Any, Any]]:
-    """(disparity, points2, depth) publishers, each matched with a reliable subscriber in a sink process."""
+def publish_rig(namespace: str, timeout_s: float = 60.0) -> Iterator[dict[str, Any]]:
+    """Publishers of OUTPUT_TOPICS by name, each matched with a reliable subscriber in a sink process."""
     env = ros_environment()
     sink = subprocess.Popen([sys.executable, "-m", "ros2_stereo_depth.evaluation.dds_latency", "--sink", namespace],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     spinner = Spinner()
     try:
         node = spinner.node("bench_publisher", namespace)
-        publishers = tuple(node.create_publisher(t, topic, reliable_qos(2))
-                           for t, topic in zip(output_types(), OUTPUT_TOPICS))
-        wait_for(lambda: all(p.get_subscription_count() > 0 for p in publishers), timeout_s,
+        publishers = {topic: node.create_publisher(t, topic, reliable_qos(2))
+                      for t, topic in zip(output_types(), OUTPUT_TOPICS)}
+        wait_for(lambda: all(p.get_subscription_count() > 0 for p in publishers.values()), timeout_s,
                  "the publish-stage sink did not subscribe", sink)
-        yield publishers  # type: ignore[misc]
+        yield publishers
     finally:
         spinner.close()
         stop_process(sink)
@@ -192,7 +195,7 @@ def end_to_end(request: EndToEndRequest) -> dict[str, Any]:
     from builtin_interfaces.msg import Time
     from sensor_msgs.msg import CameraInfo, Image
 
-    from .speed import camera_messages
+    from ..ros.serialize import serialize_large
 
     env = ros_environment()
     namespace = f"/bench_{os.getpid()}_{time.monotonic_ns() % 10**9}"
@@ -222,7 +225,8 @@ def end_to_end(request: EndToEndRequest) -> dict[str, Any]:
             msgs = messages[index % len(messages)]
             for publisher, msg in zip(publishers, msgs):
                 msg.header.stamp = stamp
-                publisher.publish(msg)
+                # Images serialised as stereo_source sends them (rclpy's own conversion: ~4 ms/MB).
+                publisher.publish(serialize_large(msg) if isinstance(msg, Image) else msg)
             return stamp_ns
 
         wait_for(collector.matched, request.startup_timeout_s, "the node's outputs did not match", node_proc)
@@ -258,7 +262,7 @@ def end_to_end(request: EndToEndRequest) -> dict[str, Any]:
             "sent": request.count, "received": {t: len(v) for t, v in latency.items()},
             "dropped": request.count - len(full),
             "latency_ms": {t: _stats(v) for t, v in latency.items()}, "frame_latency_ms": _stats(full),
-            "node_peak_rss_mib": rss, "node_startup_s": startup_s}
+            "node_peak_rss_mib": rss, "node_startup_s": startup_s, "dds_profile": env.get(PROFILE_VARIABLE, "")}
 
 
 def _stats(values_s: list[float]) -> dict[str, float] | None:

@@ -36,9 +36,9 @@ def count_flops(config: str, size: tuple[int, int], max_disparity: int) -> dict[
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from ..weights import load_model
+    from ..artifacts.weights import load_model
 
-    net = load_model(config, None, max_disparity).net.eval()
+    net = load_model(config, None, max_disparity, height=size[1], width=size[0]).net.eval()
     x = torch.zeros(1, 3, size[1], size[0])
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         net(x, x)

@@ -58,11 +58,11 @@ def session_options(settings: dict[str, Any]) -> Any:
 
 def export_model(config: str, size: tuple[int, int], max_disparity: int, directory: Path) -> Path:
     """The fp32 ONNX of a shipped config at `size` (the node's export, same sidecar)."""
-    from ..tools.export import export_onnx  # the one exporter; moves with the artifacts layer
-    from ..weights import load_model
+    from ..artifacts.onnx_export import export_onnx
+    from ..artifacts.weights import load_model
 
     path = directory / f"{config}_{size[0]}x{size[1]}_d{max_disparity}.onnx"
-    export_onnx(load_model(config, None, max_disparity), path, size[1], size[0])
+    export_onnx(load_model(config, None, max_disparity, height=size[1], width=size[0]), path, size[1], size[0])
     return path
 
 

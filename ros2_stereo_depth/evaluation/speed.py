@@ -1,18 +1,19 @@
 """Where one stereo frame's time goes in stereo_depth_node, against OpenCV SGBM on the same frames.
 
-Each stage calls what the node calls (ros/node.py `check_inputs` and `compute_disparity`,
-`StereoCamera.points_from_disparity`, the ros/conversions.py builders, a real rclpy publisher with a
-subscriber in another process), on Image / CameraInfo messages built as a camera driver sends them,
-so these figures follow the node's code. Only the split of `compute_disparity` into resize,
-inference and resize-back comes from a wrapper around the backend that notes when `infer` starts
-and ends; input normalisation, which the backends do inside `infer`, is timed on the same arrays
-and moved from inference to preprocessing.
+Each stage calls what the node's worker calls (ros/processor.py `check_inputs` and
+`StereoProcessor.process` with the node's default OutputSettings and the outputs the bench subscribes
+to: disparity, the full points2 cloud in its default layout, depth; ros/serialize.py `serialize_large`;
+a real rclpy publisher with a subscriber in another process), on Image / CameraInfo messages built as a
+camera driver sends them, so these figures follow the node's code. Only the split of `process` into
+resize, inference and resize-back comes from a wrapper around the backend that notes when `infer`
+starts and ends; input normalisation, which the backends do inside `infer`, is timed on the same
+arrays and moved from inference to preprocessing. `messages` is the processor's own timing of the
+output building (disparity image, cloud, depth).
 
 The machine may be noisy: compare the ratio to SGBM measured in the same run, not absolute times.
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import resource
 import time
@@ -26,7 +27,8 @@ from ..evaluation.sgbm import sgbm_disparity
 from ..inference.base import StereoBackend, StereoResult
 from ..normalisation import normalise
 
-STAGES = ("image_to_array", "preprocessing", "inference", "postprocessing", "cloud", "message_fill", "publish")
+STAGES = ("check_inputs", "preprocessing", "inference", "postprocessing", "messages", "serialise", "publish")
+OUTPUT_TOPICS = ("disparity", "points2", "depth")  # what the bench subscribes to, so what the node computes
 NETWORK_STAGES = ("inference",)  # everything else is node overhead (issue 11 target: <= 3 ms at 640x480)
 FX_PER_WIDTH = 0.5  # focal length = width / 2 px (90 degree field of view), as stereo_source
 BASELINE_M = 0.12
@@ -56,7 +58,7 @@ def synthetic_frames(width: int, height: int, count: int, max_disparity_px: floa
 
 
 class TimedBackend:
-    """A backend that notes when its `infer` runs, so the node's `compute_disparity` splits into the
+    """A backend that notes when its `infer` runs, so the processor's disparity splits into the
     resize before, the inference, and the resize back and validity after; normalisation of the same
     inputs is timed separately (the backends normalise inside infer)."""
 
@@ -104,42 +106,45 @@ def camera_messages(frame: Any, stamp_ns: int) -> list[Any]:
     return [array_to_image(frame.left, "rgb8", left), array_to_image(frame.right, "rgb8", right), info_left, info_right]
 
 
-def node_stages(backend: StereoBackend, frames: list[Any], publishers: tuple[Any, Any, Any] | None,
+def node_stages(backend: StereoBackend, frames: list[Any], publishers: dict[str, Any] | None,
                 repeats: int, warmup: int) -> dict[str, dict[str, float]]:
-    """Per-stage times of the node's processing of `frames` (cycled), with a full cloud and depth.
-    publishers: (disparity, points2, depth) rclpy publishers, or None to leave out the publish stage."""
-    from ..ros.conversions import array_to_image, build_disparity_image, build_point_cloud
-    from ..ros.node import DELTA_D, TOPICS, check_inputs, compute_disparity
+    """Per-stage times of the node's processing of `frames` (cycled): the outputs the bench subscribes
+    to (OUTPUT_TOPICS) with the node's default settings, serialised as the node publishes
+    them. publishers: rclpy publishers by output name, or None to leave out the publish stage."""
+    from ..ros.node import INPUTS, PARAMETERS, output_settings
+    from ..ros.processor import StereoProcessor, check_inputs
+    from ..ros.serialize import serialize_large
 
     messages = [camera_messages(f, 10**9 * (i + 1)) for i, f in enumerate(frames)]
     timed = TimedBackend(backend)
+    processor = StereoProcessor(timed, backend.max_disparity)
+    settings = output_settings({name: param.default for name, param in PARAMETERS.items()})
+    wanted, topics = set(OUTPUT_TOPICS), [t for t, _ in INPUTS]
     times = StageTimes()
     for run in range(warmup + repeats):
         msgs = messages[run % len(messages)]
         t0 = time.perf_counter()
-        left_rgb, right_rgb, camera, f_px = check_inputs(msgs, list(TOPICS))
+        stereo, _warnings = check_inputs(msgs, topics)
         t1 = time.perf_counter()
-        disparity = compute_disparity(timed, left_rgb, right_rgb, camera.delta_cx_px, 0.0, 0.0)
+        outputs = processor.process(stereo, settings, wanted)
         t2 = time.perf_counter()
-        points = dataclasses.replace(camera, delta_cx_px=0.0).points_from_disparity(disparity, 0.0)
+        serialised = {name: serialize_large(msg) for name, msg in outputs.items()}
         t3 = time.perf_counter()
-        header, scale = msgs[0].header, camera.width / backend.width
-        out = (build_disparity_image(disparity, header, f_px, camera.baseline_m, 0.0,
-                                     backend.max_disparity * scale, DELTA_D * scale),
-               build_point_cloud(points, left_rgb, header), array_to_image(points[..., 2], "32FC1", header))
-        t4 = time.perf_counter()
         if publishers is not None:
-            for publisher, msg in zip(publishers, out):
-                publisher.publish(msg)
-        t5 = time.perf_counter()
+            for name, data in serialised.items():
+                publishers[name].publish(data)
+        t4 = time.perf_counter()
         if run < warmup:
             continue
-        normalise_s = timed.normalise_s
-        times.add(image_to_array=t1 - t0, preprocessing=timed.started - t1 + normalise_s,
+        if set(outputs) != wanted:
+            raise RuntimeError(f"the processor built {sorted(outputs)}, not {sorted(wanted)}")
+        normalise_s, disparity_end = timed.normalise_s, t1 + processor.timings_s["inference"]
+        times.add(check_inputs=t1 - t0, preprocessing=timed.started - t1 + normalise_s,
                   inference=max(0.0, timed.ended - timed.started - normalise_s),
-                  postprocessing=max(0.0, t2 - timed.ended - normalise_s), cloud=t3 - t2, message_fill=t4 - t3)
+                  postprocessing=max(0.0, disparity_end - timed.ended - normalise_s),
+                  messages=processor.timings_s["messages"], serialise=t3 - t2)
         if publishers is not None:
-            times.add(publish=t5 - t4)
+            times.add(publish=t4 - t3)
     return times.summary()
 
 

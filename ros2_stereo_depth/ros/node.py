@@ -23,7 +23,7 @@ import copy
 import sys
 import threading
 import time
-from typing import Any
+from typing import Any, Mapping
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
@@ -92,6 +92,12 @@ PARAMETERS: dict[str, Param] = {
     "publish_points": Param(True, "publish points2 (while subscribed)", read_only=False),
     "publish_depth": Param(True, "publish depth (32FC1, metres; while subscribed)", read_only=False),
 }
+
+
+def output_settings(params: Mapping[str, Any]) -> OutputSettings:
+    """The processor's settings from the node's parameter values (the bench passes the defaults)."""
+    return OutputSettings(params["min_disparity"], params["min_confidence"], params["use_color"],
+                          params["avoid_point_cloud_padding"])
 
 
 class StereoDepthPipeline:
@@ -286,8 +292,7 @@ class StereoDepthPipeline:
             processor = self.processor
             try:
                 p = self.params
-                settings = OutputSettings(p["min_disparity"], p["min_confidence"], p["use_color"],
-                                          p["avoid_point_cloud_padding"])
+                settings = output_settings(p)
                 wanted = self._wanted()
                 if "points2" in wanted and settings.use_color:
                     self._colour_for(stereo)

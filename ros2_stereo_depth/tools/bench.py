@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     if args.ort_study is not None:
         return run_ort_study(args)
     from ..evaluation.dds_latency import ros_environment
-    ros_environment()  # before anything imports rclpy
+    ros_environment()  # ros/environment.py's defaults and DDS profile, before anything imports rclpy
     from ..evaluation.bench_report import BenchOptions, markdown, run_bench
 
     options = BenchOptions(configs=args.configs, backends=args.backends, camera_sizes=args.sizes,

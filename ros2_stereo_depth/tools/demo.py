@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -28,6 +27,8 @@ import numpy as np
 
 from ..fileio import colourise_disparity, write_ply, write_rgb
 from ..artifacts.weights import shipped_weights
+from ..evaluation.dds_latency import stop_process
+from ..evaluation.metrics import disparity_metrics
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -119,11 +120,9 @@ class Collector:
             d, gt = image_to_array(msg.image), image_to_array(truth.image)
             valid = d > msg.min_disparity
             result["valid_fraction"] = float(valid.mean())
-            keep = valid & (gt > 0)
-            if keep.any():
-                error = np.abs(d[keep] - gt[keep])
-                result["epe_px"] = float(error.mean())
-                result["bad2_percent"] = float((error > 2.0).mean() * 100.0)
+            if (valid & (gt > 0)).any():  # the one metrics module; the demo reports predicted pixels
+                m = disparity_metrics(d, gt, gt > 0, predicted=valid)
+                result["epe_px"], result["bad2_percent"] = m["epe_predicted"], m["bad2_predicted"]
             if left is not None:
                 with self.lock:
                     self.last = (left, msg, truth)
@@ -136,17 +135,6 @@ def _label(image: np.ndarray, text: str) -> np.ndarray:
     cv2.putText(image, text, (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 0, 0), 3, cv2.LINE_AA)
     cv2.putText(image, text, (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 1, cv2.LINE_AA)
     return image
-
-
-def _stop(proc: subprocess.Popen, timeout: float = 20.0) -> int:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.returncode
 
 
 def _stats(values: list[float]) -> dict[str, float] | None:
@@ -225,8 +213,8 @@ def run(args: argparse.Namespace) -> int:
         time.sleep(0.5)  # the last points2 follows its disparity
     finally:
         if source_proc is not None:
-            _stop(source_proc)
-        node_code = _stop(node_proc)
+            stop_process(source_proc)
+        node_code = stop_process(node_proc)
         node_log.close()
         source_log.close()
         executor.shutdown(timeout_sec=2.0)
