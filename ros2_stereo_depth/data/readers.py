@@ -239,16 +239,17 @@ class StereoDataset(Dataset):
 
 def open_training_dataset(directory: str | Path, data_format: str = "auto", mode: str = "supervised",
                           gt_scale: float | None = None, left_topic: str | None = None,
-                          right_topic: str | None = None) -> Dataset:
+                          right_topic: str | None = None, tolerance_s: float = 0.0) -> Dataset:
     """Full-size StereoPairs (the training loop crops). Self-supervised: images only.
-    A ROS 2 bag (data/bags.py) is read as its stereo pairs; the topics are needed only when ambiguous."""
+    A ROS 2 bag (data/bags.py) is read as its stereo pairs, paired within tolerance_s; the topics are
+    needed only when ambiguous."""
     if mode not in MODES:
         raise ValueError(f"unknown training mode {mode!r}; choose one of {MODES}")
     from .bags import is_bag, open_bag_dataset  # noqa: PLC0415 (rosbags only when a bag is given)
     if data_format == "auto" and is_bag(directory):
         if mode == "supervised":
             raise ValueError(f"{directory}: a bag has no ground-truth disparity; use --mode self-supervised")
-        return open_bag_dataset(directory, left_topic, right_topic)
+        return open_bag_dataset(directory, left_topic, right_topic, tolerance_s)
     pairs = list_pairs(directory, data_format, gt_scale)
     if mode == "supervised" and any(p.ground_truth is None for p in pairs):
         raise ValueError(f"{directory}: no ground-truth disparity for supervised training; use --mode self-supervised")

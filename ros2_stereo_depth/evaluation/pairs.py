@@ -7,6 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..data.heldout_bag import GROUND_TRUTH_FILE, read_heldout_ground_truth
 from ..data.readers import PairFiles, ground_truth_reader, open_eval_dataset
 from ..pair import StereoPair
 
@@ -17,10 +18,37 @@ def single_pair(left: str, right: str, gt: str, gt_scale: float = 1.0) -> tuple[
     return str(left), files.load()
 
 
+def heldout_pairs(directory: str | Path, frames: str = "") -> Iterator[tuple[str, StereoPair]]:
+    """The frames of a held-out-domain recording (data/heldout_bag.py: DIR/bag + DIR/ground_truth.npz) with
+    their ground truth, every pixel valid (the disparity is exact, occluded pixels included).
+    frames: 'START:END' (Python slice of the frame indices, e.g. '40:60' or '40:'); empty: all."""
+    from ..data.bags import StereoBag  # noqa: PLC0415 (rosbags only for a bag)
+    d = Path(directory)
+    truth = read_heldout_ground_truth(d / GROUND_TRUTH_FILE)
+    selected = slice(*(int(v) if v else None for v in frames.split(":"))) if frames else slice(None)
+    wanted = set(sorted(truth)[selected])
+    for index, frame in enumerate(StereoBag(d / "bag")):
+        if frame.stamp_ns in wanted:
+            disparity, _ = truth[frame.stamp_ns]
+            yield (f"frame {index}", StereoPair(frame.pair.left, frame.pair.right, disparity.astype(np.float32),
+                                                np.ones(disparity.shape, bool)))
+
+
+def is_heldout_recording(directory: str | Path) -> bool:
+    d = Path(directory)
+    return (d / GROUND_TRUTH_FILE).is_file() and (d / "bag").is_dir()
+
+
 def evaluation_pairs(dataset: str | None, data_format: str = "auto", gt_scale: float | None = None,
                      left: str | None = None, right: str | None = None,
-                     gt: str | None = None) -> Iterator[tuple[str, StereoPair]]:
-    """(name, full-resolution StereoPair with ground truth) from --dataset or from --left/--right/--gt."""
+                     gt: str | None = None, frames: str = "") -> Iterator[tuple[str, StereoPair]]:
+    """(name, full-resolution StereoPair with ground truth) from --dataset or from --left/--right/--gt.
+    A held-out-domain recording (DIR/bag + DIR/ground_truth.npz) is a dataset too; `frames` selects."""
+    if frames and not (dataset and is_heldout_recording(dataset)):
+        raise ValueError("--frames selects frames of a held-out-domain recording (DIR/bag + DIR/ground_truth.npz)")
+    if dataset and is_heldout_recording(dataset):
+        yield from heldout_pairs(dataset, frames)
+        return
     if dataset:
         for name, item in open_eval_dataset(dataset, data_format, gt_scale):
             if item.disparity_px is None:

@@ -18,6 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the node's input size; --max-disparity is then at the image resolution")
     parser.add_argument("--dataset", help="dataset directory (see data/readers.py)")
     parser.add_argument("--format", default="auto", help="dataset format; auto-detected by layout by default")
+    parser.add_argument("--frames", default="",
+                        help="START:END frames of a held-out-domain recording (--dataset DIR with DIR/bag and "
+                             "DIR/ground_truth.npz, from python -m ros2_stereo_depth.data.heldout_bag)")
     parser.add_argument("--left", help="left image of a single pair")
     parser.add_argument("--right", help="right image of a single pair")
     parser.add_argument("--gt", help="ground-truth disparity of the left image (PNG or PFM)")
@@ -42,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--native runs the network at the image size: --height / --width do not apply")
     network = NetworkSettings(backend_request(args), native=args.native, min_confidence=args.min_confidence)
     settings = EvaluationSettings(network=network, scale=args.scale, sgbm=args.sgbm, picture=args.picture)
-    pairs = evaluation_pairs(args.dataset, args.format, args.gt_scale, args.left, args.right, args.gt)
+    pairs = evaluation_pairs(args.dataset, args.format, args.gt_scale, args.left, args.right, args.gt,
+                             args.frames)
     report = evaluate(pairs, settings, verbose=args.verbose)
     print(json.dumps(report, indent=2, allow_nan=False) if args.json else format_table(report))
     return 0

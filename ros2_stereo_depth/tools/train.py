@@ -11,10 +11,12 @@ import sys
 from pathlib import Path
 
 from ..training.loop import train
-from ..training.settings import FIELDS, TEXTURES, TrainSettings, load_schedule, load_yaml, settings_from_mapping
+from ..training.settings import (FIELDS, TEXTURES, TrainSettings, load_schedule, load_yaml, settings_from_mapping,
+                                 start_weights)
 
 FLAG_FIELDS = ("batch_size", "crop_height", "crop_width", "max_disparity", "seed", "workers", "threads",
-               "warmup_steps", "checkpoint_every", "log_every")
+               "warmup_steps", "checkpoint_every", "log_every", "holdout_every", "holdout_last", "validate_every",
+               "photometric_scales")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,11 +41,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--textures", choices=TEXTURES, default=None,
                         help="synthetic scenes: 'photos' (packaged photos, `make textures`; default) or 'none'")
     parser.add_argument("--init-weights", default=None, help="start from these safetensors weights (fine-tuning)")
+    parser.add_argument("--weights", default=None,
+                        help="fine-tune from shipped weights (tiny, fast) or a .safetensors file; sets --config "
+                             "and --init-weights")
+    bags = parser.add_argument_group("ROS 2 bags and self-supervised adaptation")
+    bags.add_argument("--left-topic", default=None, help="left image topic, when the bag holds several stereo pairs")
+    bags.add_argument("--right-topic", default=None)
+    bags.add_argument("--stamp-tolerance", dest="stamp_tolerance_s", type=float, default=None,
+                      help=f"pair left/right stamps that differ by at most this many seconds (default {d.stamp_tolerance_s})")
+    bags.add_argument("--proxy-weight", type=float, default=None,
+                      help="weight of SGBM proxy labels that pass a left-right check (default "
+                           f"{d.proxy_weight}: off)")
+    parser.epilog = ("Self-supervised on real data: every --holdout-every-th pair (default "
+                     f"{d.holdout_every}) and the last --holdout-last pairs are not trained on; they are scored "
+                     "label-free every --validate-every steps (log, TensorBoard, RUN/validation.json).")
 
 
 def stages_from_args(args: argparse.Namespace) -> list[TrainSettings]:
     base = settings_from_mapping(load_yaml(args.settings), where=f"{args.settings}: ") if args.settings else TrainSettings()
     flags = {k: getattr(args, k) for k in FIELDS if getattr(args, k, None) is not None}
+    if getattr(args, "weights", None):
+        if args.config is not None or args.init_weights is not None:
+            raise ValueError("--weights sets --config and --init-weights: give one or the other")
+        flags.update(start_weights(args.weights))
     if not args.schedule:
         return [base.replace(**flags)]
     flags.pop("steps", None)  # each stage has its own

@@ -10,11 +10,12 @@ from collections.abc import Iterator
 from functools import partial
 
 import numpy as np
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from ..data.batches import collate, random_crop
 from ..pair import StereoPair
 from .settings import TrainSettings
+from .validation import split_holdout
 
 
 class StepBatches(Sampler[list[int]]):
@@ -75,11 +76,26 @@ class CroppedItems(Dataset):
         return random_crop(self.items[index], self.height, self.width, rng)
 
 
+def holds_out(settings: TrainSettings) -> bool:
+    """Self-supervised training on real data keeps pairs out for label-free validation (training/validation.py)."""
+    return settings.mode == "self-supervised" and settings.data != "synthetic"
+
+
+def open_real_items(settings: TrainSettings) -> Dataset:
+    """Every full-size pair of the stage's dataset or bag, held-out ones included."""
+    from ..data.readers import open_training_dataset  # real formats only when asked
+    return open_training_dataset(settings.data, settings.data_format, settings.mode,
+                                 left_topic=settings.left_topic or None, right_topic=settings.right_topic or None,
+                                 tolerance_s=settings.stamp_tolerance_s)
+
+
 def open_dataset(settings: TrainSettings, stage: int) -> Dataset:
     if settings.data == "synthetic":
         return SyntheticItems(synthetic_source(settings, stage))
-    from ..data.readers import open_training_dataset  # real formats only when asked
-    items = open_training_dataset(settings.data, settings.data_format, settings.mode)
+    items = open_real_items(settings)
+    if holds_out(settings):
+        training, _ = split_holdout(len(items), settings.holdout_every, settings.holdout_last)  # type: ignore[arg-type]
+        items = Subset(items, training)
     return CroppedItems(items, settings.crop_height, settings.crop_width, settings.seed * 1000 + stage)
 
 

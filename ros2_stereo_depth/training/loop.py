@@ -23,11 +23,13 @@ from ..evaluation.metrics import disparity_metrics, pool_metrics
 from ..model import StereoNet
 from ..artifacts.weights import load_model, save_weights
 from .checkpoint import load_checkpoint, save_checkpoint
-from .datasets import step_loader
+from .datasets import holds_out, open_real_items, step_loader
 from .distributed import Process, StopRequest, barrier, end_process, start_process, wrap
 from .losses import self_supervised_loss, supervised_loss
 from .lr_schedule import learning_rate
+from .proxy_labels import proxy_batch
 from .settings import TrainSettings, stage_bounds
+from .validation import HeldOutValidation, split_holdout
 
 CHECKPOINT = "checkpoint.safetensors"
 
@@ -39,6 +41,7 @@ class TrainResult:
     interrupted: bool  # stopped by a signal or stop_at before the planned end
     losses: list[float] = field(default_factory=list)  # this process, this run, one per step
     learning_rates: list[float] = field(default_factory=list)  # the same steps
+    validation: list[dict[str, float]] = field(default_factory=list)  # label-free scores, RUN/validation.json
 
 
 def train(stages: list[TrainSettings], out_dir: Path, resume: bool = False, command: str = "",
@@ -107,6 +110,11 @@ def _train(stages: list[TrainSettings], out_dir: Path, resume: bool, command: st
         from torch.utils.tensorboard import SummaryWriter
         writer = SummaryWriter(str(out_dir / "tensorboard"))
         (out_dir / "settings.json").write_text(json.dumps({"stages": [asdict(s) for s in stages]}, indent=2) + "\n")
+    validation = _validation(stages[-1], out_dir, writer) if process.main else None
+
+    def validate(final: bool = False) -> None:
+        if validation is not None and validation.due(step, final):
+            validation(net, next(net.parameters()).device, step)  # the final weights are on the CPU
 
     def checkpoint(stage_index: int) -> None:
         if process.main:
@@ -122,6 +130,7 @@ def _train(stages: list[TrainSettings], out_dir: Path, resume: bool, command: st
     learning_rates: list[float] = []
     stage_index = 0
     stopped = False
+    validate()
     with StopRequest() as stop:
         for stage_index, (settings, (start, end)) in enumerate(zip(stages, bounds)):
             until = end if stop_at is None else min(end, stop_at)
@@ -136,7 +145,7 @@ def _train(stages: list[TrainSettings], out_dir: Path, resume: bool, command: st
                 batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
                 with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
                     outputs = model(batch["left"], batch["right"])
-                    loss = _loss(settings.mode, model, batch, outputs)
+                    loss = _loss(settings, model, batch, outputs)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.unscale_(optimizer)
@@ -151,6 +160,8 @@ def _train(stages: list[TrainSettings], out_dir: Path, resume: bool, command: st
                     _log(writer, settings, step, lr, losses, batch, outputs, progress)
                 if step % settings.checkpoint_every == 0:
                     checkpoint(stage_index)
+                if step < total:  # the last step's score comes after the loop, on the final weights
+                    validate()
                 if stop.agreed(process):
                     stopped = True
                     break
@@ -169,22 +180,38 @@ def _train(stages: list[TrainSettings], out_dir: Path, resume: bool, command: st
             "command": command, "stages": [asdict(s) for s in stages], "steps": step, "planned_steps": total,
             "world_size": process.world, "hardware": hardware, "train_seconds_this_run": round(seconds, 1),
             "torch": torch.__version__})
+        validate(final=True)  # after the weights are safe: scoring many held-out pairs can take a while
         writer.close()  # type: ignore[union-attr]
         if interrupted:
             again = command if "--resume" in command.split() else f"{command} --resume"
             print(f"stopped at step {step} of {total}, checkpoint {ckpt_path}; resume with: {again}")
         else:
             print(f"wrote {final} after {step} steps ({seconds / 60:.1f} min this run)")
-    return TrainResult(final, step, interrupted, losses, learning_rates)
+    return TrainResult(final, step, interrupted, losses, learning_rates, validation.rows if validation else [])
 
 
-def _loss(mode: str, model: torch.nn.Module, batch: dict[str, torch.Tensor],
+def _validation(settings: TrainSettings, out_dir: Path, writer) -> HeldOutValidation | None:  # noqa: ANN001 (SummaryWriter)
+    """Label-free validation on the last stage's held-out pairs; None for synthetic or supervised data."""
+    if not holds_out(settings):
+        return None
+    items = open_real_items(settings)
+    training, held = split_holdout(len(items), settings.holdout_every, settings.holdout_last)  # type: ignore[arg-type]
+    pairs = [items[i] for i in (held or training)]
+    return HeldOutValidation(pairs, bool(held), settings.validate_every, out_dir, writer)
+
+
+def _loss(settings: TrainSettings, model: torch.nn.Module, batch: dict[str, torch.Tensor],
           outputs: dict[str, torch.Tensor]) -> torch.Tensor:
-    if mode == "supervised":
+    if settings.mode == "supervised":
         if "disparity" not in batch:
             raise ValueError("supervised training needs ground-truth disparity; use --mode self-supervised")
         return supervised_loss({k: v.float() for k, v in outputs.items()}, batch["disparity"], batch["valid"])
-    return self_supervised_loss(model, batch["left"], batch["right"], outputs)
+    loss = self_supervised_loss(model, batch["left"], batch["right"], outputs, settings.photometric_scales)
+    if settings.proxy_weight > 0:
+        proxy_disparity, kept = proxy_batch(batch["left"], batch["right"], settings.max_disparity)
+        loss = loss + settings.proxy_weight * supervised_loss({k: v.float() for k, v in outputs.items()},
+                                                              proxy_disparity, kept)
+    return loss
 
 
 def _log(writer, settings: TrainSettings, step: int, lr: float, losses: list[float],  # noqa: ANN001 (SummaryWriter)

@@ -44,6 +44,21 @@ class TrainSettings:
     threads: int = 0  # torch CPU threads per process (0: leave torch's setting)
     workers: int = 1  # DataLoader worker processes
     init_weights: str = ""
+    # ROS 2 bags (data/bags.py): topics when the bag holds more than one stereo pair; stamp tolerance.
+    left_topic: str = ""
+    right_topic: str = ""
+    stamp_tolerance_s: float = 0.0
+    # Real data, self-supervised: pairs held out of training and scored label-free (training/validation.py)
+    # every `validate_every` steps. Every holdout_every-th pair (0: none) and the last holdout_last pairs.
+    holdout_every: int = 10
+    holdout_last: int = 0
+    validate_every: int = 100
+    # Confidence-guided adaptation: weight of the smooth-L1 loss towards SGBM disparities that pass a
+    # left-right check (training/proxy_labels.py); 0 turns it off.
+    proxy_weight: float = 0.0
+    # Self-supervised photometric term over this many scales (1: full size only; 3: also images pooled
+    # by 2 and 4, which averages sensor noise away: training/losses.py).
+    photometric_scales: int = 1
     log_every: int = 20
     image_every: int = 500
     checkpoint_every: int = 200
@@ -55,6 +70,10 @@ class TrainSettings:
             raise ValueError(f"unknown training mode {self.mode!r}; choose one of {MODES}")
         if self.steps <= 0 or self.batch_size <= 0:
             raise ValueError("steps and batch_size must be positive")
+        if min(self.holdout_every, self.holdout_last, self.validate_every) < 0 or self.proxy_weight < 0:
+            raise ValueError("holdout_every, holdout_last, validate_every and proxy_weight must be >= 0")
+        if self.photometric_scales < 1:
+            raise ValueError("photometric_scales must be >= 1")
 
     def replace(self, **changes: Any) -> "TrainSettings":
         return dataclasses.replace(self, **changes)
@@ -102,3 +121,16 @@ def stage_bounds(stages: list[TrainSettings]) -> list[tuple[int, int]]:
         bounds.append((start, start + stage.steps))
         start += stage.steps
     return bounds
+
+
+def start_weights(weights: str) -> dict[str, str]:
+    """`--weights`: a shipped config name (tiny, fast, ...) or a .safetensors file -> the `config` and
+    `init_weights` fields that start a fine-tuning run from them."""
+    from ..artifacts.weights import load_model, shipped_weights  # noqa: PLC0415 (torch only when asked)
+    shipped = None if weights.endswith(".safetensors") else shipped_weights(weights)
+    if shipped is not None:
+        return {"config": weights, "init_weights": str(shipped)}
+    if not weights.endswith(".safetensors"):
+        raise ValueError(f"--weights {weights!r}: neither shipped weights (ros2_stereo_depth/weights/) "
+                         "nor a .safetensors file")
+    return {"config": load_model(weights=weights).config.name, "init_weights": weights}

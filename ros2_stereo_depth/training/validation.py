@@ -1,0 +1,105 @@
+"""Held-out frames of a recording, scored without labels while training runs.
+
+Self-supervised training on real data (a bag, a folder of pairs) keeps some pairs out of training:
+every `holdout_every`-th pair (indices k-1, 2k-1, ...: a one-pair set keeps its pair) and the last
+`holdout_last` pairs. They are scored with the label-free report (evaluation/label_free.py:
+photometric error over visible pixels, left-right consistency) at step 0, every `validate_every`
+steps and at the end; each score is one log line, TensorBoard scalars `label_free/*` and a row of
+RUN/validation.json. With nothing held out (test-time adaptation on the pairs themselves) the
+training pairs are scored instead, and the JSON says so.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..evaluation.label_free import label_free_report
+from ..inference.base import StereoResult, infer_at_image_size
+from ..model import StereoNet
+from ..normalisation import normalise
+from ..pair import StereoPair
+
+VALIDATION_FILE = "validation.json"
+
+
+def split_holdout(count: int, holdout_every: int, holdout_last: int) -> tuple[list[int], list[int]]:
+    """(training indices, held-out indices) of `count` pairs."""
+    held = {i for i in range(count) if holdout_every and i % holdout_every == holdout_every - 1}
+    held |= set(range(max(0, count - holdout_last), count))
+    if len(held) == count:
+        raise ValueError(f"all {count} pairs would be held out (holdout_every {holdout_every}, "
+                         f"holdout_last {holdout_last}); nothing is left to train on")
+    return [i for i in range(count) if i not in held], sorted(held)
+
+
+class NetBackend:
+    """The network being trained as an inference backend (base.StereoBackend), at the size of the frames
+    rounded down to the network's multiple, so that held-out frames go through the node's resize policy."""
+
+    name = "torch"
+
+    def __init__(self, net: StereoNet, device: torch.device, image_height: int, image_width: int) -> None:
+        m = net.config.size_multiple
+        self.net, self.device = net, str(device)
+        self.height, self.width = max(m, image_height // m * m), max(m, image_width // m * m)
+        self.max_disparity = net.config.max_disparity
+        net.config.check_size(self.height, self.width)
+
+    @torch.no_grad()
+    def infer(self, left_rgb: np.ndarray, right_rgb: np.ndarray) -> StereoResult:
+        to = torch.device(self.device)
+        out = self.net(torch.from_numpy(normalise(left_rgb)).to(to), torch.from_numpy(normalise(right_rgb)).to(to))
+        return StereoResult(out["disparity"][0, 0].float().cpu().numpy(), out["confidence"][0, 0].float().cpu().numpy())
+
+
+def score(net: StereoNet, pairs: list[StereoPair], device: torch.device) -> dict[str, float]:
+    """The label-free report of `net` (eval mode for the call, then back to its mode) on `pairs`."""
+    was_training = net.training
+    net.eval()
+    try:
+        h, w = pairs[0].left.shape[:2]
+        backend = NetBackend(net, device, h, w)
+        report = label_free_report(lambda l, r: infer_at_image_size(backend, l, r).disparity_px, pairs)
+    finally:
+        net.train(was_training)
+    return asdict(report)
+
+
+class HeldOutValidation:
+    """Scores the held-out pairs and records the scores (log line, TensorBoard, RUN/validation.json)."""
+
+    def __init__(self, pairs: list[StereoPair], held_out: bool, every: int, out_dir: Path, writer: Any) -> None:
+        self.pairs, self.every, self.writer = pairs, every, writer
+        self.path = out_dir / VALIDATION_FILE
+        previous = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        self.rows: list[dict[str, float]] = previous.get("scores", [])  # a resumed run appends
+        self.what = ("held-out pairs (not trained on)" if held_out
+                     else "the training pairs themselves (nothing held out: test-time adaptation)")
+
+    def due(self, step: int, final: bool = False) -> bool:
+        """Step 0, every `every` steps and the final step, each once (also across a resume)."""
+        if any(row["step"] == step for row in self.rows):
+            return False
+        return final or step == 0 or bool(self.every and step % self.every == 0)
+
+    def __call__(self, net: StereoNet, device: torch.device, step: int) -> dict[str, float]:
+        row = {"step": step, **score(net, self.pairs, device)}
+        self.rows.append(row)
+        first = self.rows[0]
+        change = 100.0 * (row["photometric"] / first["photometric"] - 1.0) if first["photometric"] else 0.0
+        print(f"step {step}: label-free on {row['pairs']} {'held-out' if 'held-out' in self.what else 'training'} "
+              f"pairs: photometric {row['photometric']:.4f} ({change:+.1f} % since step {first['step']}), "
+              f"LR consistency {row['lr_consistency_px']:.3f} px, visible {100 * row['visible_fraction']:.1f} %",
+              flush=True)
+        if self.writer is not None:
+            for key in ("photometric", "lr_consistency_px", "visible_fraction"):
+                self.writer.add_scalar(f"label_free/{key}", row[key], step)
+        self.path.write_text(json.dumps({"evaluated_on": self.what, "pairs": len(self.pairs),
+                                         "scores": self.rows}, indent=2) + "\n")
+        return row
+
