@@ -27,16 +27,20 @@ import numpy as np
 
 from ..fileio import colourise_disparity, write_ply, write_rgb
 from ..artifacts.weights import shipped_weights
+from ..config import CONFIGS
 from ..evaluation.dds_latency import stop_process
 from ..evaluation.metrics import disparity_metrics
+from ..inference.select import BACKENDS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="demo_output", help="output directory")
     parser.add_argument("--seconds", type=float, default=10.0, help="how long the source publishes")
     parser.add_argument("--frames", type=int, default=0, help="publish this many frames instead of --seconds")
-    parser.add_argument("--config", default="fast", help="network config: tiny, fast, accurate")
-    parser.add_argument("--backend", default="auto", help="auto|tensorrt|onnxruntime|torch")
+    # Node parameters (names as in config/stereo_depth.yaml), not the library's model arguments of tools/args.py:
+    # --width/--height here are the camera's size, --input-width/--input-height the network's.
+    parser.add_argument("--config", default="fast", choices=sorted(CONFIGS), help="network config")
+    parser.add_argument("--backend", default="auto", choices=BACKENDS, help="inference backend")
     parser.add_argument("--weights", default="", help="safetensors weights (default: the shipped ones)")
     parser.add_argument("--input-width", type=int, default=320, help="network input width (0: the config's)")
     parser.add_argument("--input-height", type=int, default=256, help="network input height (0: the config's)")
