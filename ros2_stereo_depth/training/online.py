@@ -9,11 +9,14 @@ the network, then hands a fresh eval copy of the improved weights to `publish`. 
 object is never modified: the caller swaps its reference (inference/torch_backend.py `replace_net`), so a
 forward pass in progress finishes with the weights it started with, and inference never waits for a
 training step. BatchNorm stays in eval mode: running statistics from one or two frames would be noise.
+On CUDA the steps run on their own stream (the legacy default stream would serialise with inference's),
+and the new weights are complete on the device before they are published.
 
 Nothing here knows about ROS; the node (ros/node.py) wires parameters, frames and diagnostics to it.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import threading
@@ -84,6 +87,12 @@ class OnlineAdapter:
         self.info = dict(info or {})
         self.net = copy.deepcopy(net).eval().requires_grad_(True)  # private; eval: BatchNorm frozen
         self.device = next(self.net.parameters()).device
+        self._stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
+        if self._stream is not None:
+            self._stream.wait_stream(torch.cuda.current_stream(self.device))  # the copy above is on that one
+        # The last networks handed out stay referenced here a while: on CUDA, freeing one while a forward
+        # pass enqueued on inference's stream still reads it would let the allocator reuse its memory.
+        self._published: deque[StereoNet] = deque(maxlen=2)
         self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
         self._rng = np.random.default_rng(settings.seed)
         self._cond = threading.Condition()  # guards the buffer and the counters below
@@ -139,16 +148,20 @@ class OnlineAdapter:
         if not pairs:
             return None
         started = time.perf_counter()
-        left, right = self._tensors(pairs)
-        loss = self_supervised_loss(self.net, left, right, self.net(left, right), self.settings.photometric_scales)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"adaptation loss is {float(loss)}; weights left as they were")
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.net.parameters(), GRAD_CLIP)
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)  # no gradients in the copy
-        improved = copy.deepcopy(self.net).requires_grad_(False).eval()
+        with torch.cuda.stream(self._stream) if self._stream is not None else contextlib.nullcontext():
+            left, right = self._tensors(pairs)
+            loss = self_supervised_loss(self.net, left, right, self.net(left, right), self.settings.photometric_scales)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"adaptation loss is {float(loss)}; weights left as they were")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.net.parameters(), GRAD_CLIP)
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)  # no gradients in the copy
+            improved = copy.deepcopy(self.net).requires_grad_(False).eval()
+        if self._stream is not None:
+            self._stream.synchronize()  # inference reads on another stream: the weights must be there first
+        self._published.append(improved)
         self.publish(improved)
         with self._cond:
             self._steps += 1
