@@ -40,8 +40,8 @@ from stereo_msgs.msg import DisparityImage
 from ..config import ENGINE_PRECISIONS
 from ..image_encoding import ImageError, image_to_rgb
 from ..inference.select import BACKENDS, BackendRequest, create_backend
-from .approximate_sync import ApproximateTimeSync
 from ..training.online import AdaptSettings, OnlineAdapter
+from .approximate_sync import ApproximateTimeSync
 from .health import Health, Throttle, adaptation_values
 from .params import Param, ParameterError, declare_parameters
 from .processor import OUTPUTS, InputError, OutputSettings, StereoProcessor, StereoSet, check_inputs
