@@ -27,6 +27,14 @@ class StereoBackend(Protocol):
         ...
 
 
+def resize_to_input(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """An image at the network input size, as inference sees it (INTER_AREA when shrinking: no aliasing)."""
+    if image.shape[1] == width and image.shape[0] == height:
+        return image
+    interp = cv2.INTER_AREA if image.shape[1] > width else cv2.INTER_LINEAR
+    return cv2.resize(image, (width, height), interpolation=interp)
+
+
 def infer_at_image_size(backend: StereoBackend, left_rgb: np.ndarray, right_rgb: np.ndarray) -> StereoResult:
     """Any-size pair -> disparity (px of these images) and confidence at their size.
 
@@ -35,12 +43,10 @@ def infer_at_image_size(backend: StereoBackend, left_rgb: np.ndarray, right_rgb:
     h, w = left_rgb.shape[:2]
     if right_rgb.shape != left_rgb.shape:
         raise ValueError(f"left image is {w}x{h}, right is {right_rgb.shape[1]}x{right_rgb.shape[0]}")
-    size = (backend.width, backend.height)
-    if (w, h) == size:
+    if (w, h) == (backend.width, backend.height):
         return backend.infer(left_rgb, right_rgb)
-    interp = cv2.INTER_AREA if w > backend.width else cv2.INTER_LINEAR
-    result = backend.infer(cv2.resize(left_rgb, size, interpolation=interp),
-                           cv2.resize(right_rgb, size, interpolation=interp))
+    result = backend.infer(resize_to_input(left_rgb, backend.width, backend.height),
+                           resize_to_input(right_rgb, backend.width, backend.height))
     disparity = cv2.resize(result.disparity_px, (w, h), interpolation=cv2.INTER_LINEAR) * np.float32(w / backend.width)
     return StereoResult(disparity, cv2.resize(result.confidence, (w, h), interpolation=cv2.INTER_LINEAR))
 

@@ -1,5 +1,8 @@
 """PyTorch backend: the network itself, for machines without TensorRT (CUDA or CPU).
 
+`replace_net` swaps the network (online adaptation, training/online.py): every call reads `self.net`
+once, so a call in progress finishes with the network it started with and never sees a mixture.
+
 On CUDA: the shared CudaRunner (uint8 upload and normalisation on the GPU, optional CUDA-graph replay
 after the first frame) with fp16 autocast (the soft-argmin regression casts to fp32 itself, and
 autocast keeps softmax in fp32 anyway). On CPU: fp32, the plain path. Thread counts are the caller's.
@@ -30,6 +33,7 @@ class TorchBackend:
         if threads > 0:
             torch.set_num_threads(threads)
         self.device = device
+        self.cuda_graphs = cuda_graphs
         self.model = model
         self.net = model.net.to(device).eval()
         self.height, self.width = height, width
@@ -43,6 +47,14 @@ class TorchBackend:
             self.runner = CudaRunner(height, width, torch.device(device), inputs, lambda: self._forward(inputs),
                                      cuda_graphs)
 
+    def replace_net(self, net: torch.nn.Module) -> None:
+        """Use `net` (same config, eval mode, on this device) from the next call on. One reference
+        assignment: atomic, and no lock that inference would wait for."""
+        if self.cuda_graphs:
+            # A captured graph replays the old weights' memory: the new network would be silently ignored.
+            raise ValueError("replace_net is not possible with cuda_graphs")
+        self.net = net
+
     def _forward(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         with torch.autocast("cuda", dtype=torch.float16, enabled=self.precision == "fp16"):
             out = self.net(*(inputs[name] for name in INPUT_NAMES))
@@ -52,5 +64,6 @@ class TorchBackend:
     def infer(self, left_rgb: np.ndarray, right_rgb: np.ndarray) -> StereoResult:
         if self.runner is not None:
             return self.runner.run(left_rgb, right_rgb)
-        out = self.net(torch.from_numpy(normalise(left_rgb)), torch.from_numpy(normalise(right_rgb)))
+        net = self.net  # once: replace_net may swap it while this call runs
+        out = net(torch.from_numpy(normalise(left_rgb)), torch.from_numpy(normalise(right_rgb)))
         return StereoResult(out["disparity"][0, 0].float().numpy(), out["confidence"][0, 0].float().numpy())

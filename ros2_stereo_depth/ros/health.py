@@ -7,10 +7,13 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter, deque
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+
+if TYPE_CHECKING:
+    from ..training.online import AdaptStats
 
 
 class Throttle:
@@ -106,3 +109,14 @@ class Health:
         elif refused:
             message = f"ok; {sum(refused.values())} sets refused since start"
         return DiagnosticStatus(level=level, name=name, message=message, hardware_id=hardware_id, values=values)
+
+
+def adaptation_values(stats: "AdaptStats") -> dict[str, str]:
+    """Online adaptation (training/online.py) as /diagnostics key-values."""
+    def number(value: float | None, scale: float = 1.0, digits: int = 4) -> str:
+        return "n/a" if value is None else f"{value * scale:.{digits}f}"
+
+    return {"adaptation state": stats.state, "adaptation steps": str(stats.steps),
+            "adaptation swaps": str(stats.swaps), "adaptation loss last": number(stats.last_loss),
+            "adaptation loss mean": number(stats.mean_loss), "adaptation step (ms)": number(stats.mean_step_s, 1e3, 0),
+            "adaptation saved at step": str(stats.saved_at_step)}

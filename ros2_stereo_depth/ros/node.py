@@ -16,6 +16,10 @@ Threads: the executor's callbacks only pair, check and convert messages; inferen
 thread on the newest complete set. A set arriving while one is still waiting is dropped (counted): a
 depth stream wants the newest frame, not a growing backlog. Invalid sets are refused before they can
 displace a valid one.
+
+Online adaptation (`adapt: true`, torch backend only): every processed pair is also offered to
+training/online.py's OnlineAdapter, whose own thread fine-tunes a private copy of the network,
+self-supervised, and swaps the improved weights into the backend (see there); /diagnostics reports it.
 """
 from __future__ import annotations
 
@@ -36,9 +40,10 @@ from stereo_msgs.msg import DisparityImage
 from ..config import ENGINE_PRECISIONS
 from ..image_encoding import ImageError, image_to_rgb
 from ..inference.select import BACKENDS, BackendRequest, create_backend
+from ..training.online import AdaptSettings, OnlineAdapter
 from .approximate_sync import ApproximateTimeSync
-from .health import Health, Throttle
-from .params import Param, declare_parameters
+from .health import Health, Throttle, adaptation_values
+from .params import Param, ParameterError, declare_parameters
 from .processor import OUTPUTS, InputError, OutputSettings, StereoProcessor, StereoSet, check_inputs
 from .serialize import serialize_large
 from .spin import run_node
@@ -91,7 +96,31 @@ PARAMETERS: dict[str, Param] = {
                                        "aligned layout (rgb at 16, 32 bytes)", read_only=False),
     "publish_points": Param(True, "publish points2 (while subscribed)", read_only=False),
     "publish_depth": Param(True, "publish depth (32FC1, metres; while subscribed)", read_only=False),
+    "adapt": Param(False, "backend torch only: fine-tune the network online on the frames it sees (self-supervised, "
+                   "no labels) in a background thread and swap the improved weights in"),
+    "adapt_lr": Param(1e-4, "adapt: learning rate of the online steps (AdamW)", 1e-7, 1e-2),
+    "adapt_max_steps_per_s": Param(1.0, "adapt: at most this many adaptation steps a second (each needs a new "
+                                   "frame); bounds the CPU/GPU time taken from inference", 0.01, 100.0),
+    "adapted_weights_path": Param("", "adapt: write the adapted weights here (.safetensors + sidecar, for "
+                                  "`stereo-depth build-engine --weights`) every adapt_save_every steps and at "
+                                  "shutdown; empty: not saved"),
+    "adapt_save_every": Param(100, "adapt: save adapted_weights_path every this many steps", 1, 1_000_000),
 }
+
+
+def check_adaptation(params: Mapping[str, Any]) -> None:
+    """The adapt parameters against the others: ParameterError naming the parameter (one line at start-up)."""
+    if not params["adapt"]:
+        return
+    if params["backend"] != "torch":
+        raise ParameterError(f"parameter adapt = True is not allowed with backend {params['backend']}: online "
+                             "adaptation trains the PyTorch network, use backend torch")
+    if params["cuda_graphs"]:
+        raise ParameterError("parameter adapt = True is not allowed with cuda_graphs = True: a captured CUDA graph "
+                             "would keep replaying the old weights")
+    path = params["adapted_weights_path"]
+    if path and not path.endswith(".safetensors"):
+        raise ParameterError(f"parameter adapted_weights_path = {path!r} is not allowed: use a .safetensors path")
 
 
 def output_settings(params: Mapping[str, Any]) -> OutputSettings:
@@ -109,6 +138,7 @@ class StereoDepthPipeline:
         self.node = node
         self.params = declare_parameters(node, PARAMETERS)
         self.processor: StereoProcessor | None = None
+        self.adapter: OnlineAdapter | None = None
         self.backend_info: dict[str, str] = {}
         self.health = Health([t for t, _ in INPUTS])
         self.throttle = Throttle(ERROR_THROTTLE_S)
@@ -127,6 +157,7 @@ class StereoDepthPipeline:
     # -- lifecycle stages --------------------------------------------------------------------------
     def configure(self) -> None:
         p = self.params
+        check_adaptation(p)
         request = BackendRequest(backend=p["backend"], config=p["config"], weights=p["weights"],
                                  height=p["input_height"], width=p["input_width"], max_disparity=p["max_disparity"],
                                  engine_path=p["engine_path"], onnx_path=p["onnx_path"], threads=p["threads"],
@@ -147,6 +178,16 @@ class StereoDepthPipeline:
         self.node.get_logger().info(f"stereo depth: {selected.describe()}")
         if not selected.model.trained:
             self.node.get_logger().warning("no trained weights: the published disparity is meaningless")
+        if p["adapt"]:
+            settings = AdaptSettings(lr=p["adapt_lr"], max_steps_per_s=p["adapt_max_steps_per_s"],
+                                     save_path=p["adapted_weights_path"], save_every=p["adapt_save_every"])
+            self.adapter = OnlineAdapter(backend.net, backend.height, backend.width, settings, backend.replace_net,
+                                         report=self.node.get_logger().error,
+                                         info={"adapted_from": str(selected.model.weights_path or "random")})
+            self.node.get_logger().info(
+                f"online adaptation on: at most {settings.max_steps_per_s:g} steps/s, lr {settings.lr:g}, weights "
+                + (f"saved to {settings.save_path} every {settings.save_every} steps and at shutdown"
+                   if settings.save_path else "not saved (adapted_weights_path is empty)"))
 
     def activate(self) -> None:
         p, node = self.params, self.node
@@ -178,6 +219,8 @@ class StereoDepthPipeline:
         self.stopping, self.pending = False, None
         self.worker = threading.Thread(target=self._work, name="stereo_depth_inference", daemon=True)
         self.worker.start()
+        if self.adapter is not None:
+            self.adapter.start()
         self.diagnostics_timer = node.create_timer(DIAGNOSTICS_PERIOD_S, self.publish_diagnostics)
 
     def deactivate(self) -> None:
@@ -187,6 +230,10 @@ class StereoDepthPipeline:
         if self.worker is not None:
             self.worker.join(timeout=30.0)
             self.worker = None
+        if self.adapter is not None:
+            saved = self.adapter.stop()
+            if saved is not None:
+                self.node.get_logger().info(f"adapted weights ({self.adapter.stats().steps} steps) saved to {saved}")
         for sub in self.subs:
             self.node.destroy_subscription(sub)
         for pub in self.pubs.values():
@@ -197,6 +244,7 @@ class StereoDepthPipeline:
 
     def cleanup(self) -> None:
         self.processor = None  # the backend (and its memory) goes with it
+        self.adapter = None
         self.backend_info = {}
 
     def summary(self) -> str:
@@ -299,6 +347,8 @@ class StereoDepthPipeline:
                 outputs = processor.process(stereo, settings, wanted)
                 for name, msg in outputs.items():
                     self.pubs[name].publish(serialize_large(msg))  # 2 ms, not 20-40, for a 640x480 cloud
+                if self.adapter is not None:  # after publishing: adaptation never delays a frame
+                    self.adapter.offer(stereo.left_rgb, stereo.right_rgb)
                 stamp = stereo.header.stamp
                 self.health.processed(time.time() - (stamp.sec + stamp.nanosec * 1e-9),
                                       time.monotonic() - stereo.complete_s)
@@ -307,8 +357,11 @@ class StereoDepthPipeline:
                 self._problem("inference", type(error).__name__, f"processing failed: {error!r}")
 
     def publish_diagnostics(self) -> None:
+        values = dict(self.backend_info)
+        if self.adapter is not None:
+            values.update(adaptation_values(self.adapter.stats()))
         status = self.health.status(f"{self.node.get_fully_qualified_name()}: stereo depth",
-                                    self.backend_info.get("device", ""), self.backend_info,
+                                    self.backend_info.get("device", ""), values,
                                     getattr(self.sync, "dropped", 0), active=bool(self.subs))
         msg = DiagnosticArray(status=[status])
         msg.header.stamp = self.node.get_clock().now().to_msg()
