@@ -26,6 +26,8 @@ TORCH_PRECISIONS = ("fp32", "fp16")
 # Tensor names of the exported graph and of every engine built from it.
 INPUT_NAMES = ("left", "right")
 OUTPUT_NAMES = ("disparity", "confidence")
+# ONNX opset of every export (part of the ONNX cache key).
+ONNX_OPSET = 17
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from ros2_stereo_depth.artifacts import cache, engine_build, engine_spec, tensorrt_env
+from ros2_stereo_depth.artifacts import cache, engine_build, engine_spec, onnx_export, tensorrt_env
 from ros2_stereo_depth.artifacts.engine_spec import EngineSpec, default_engine_path
 from ros2_stereo_depth.artifacts.sidecar import SidecarError, publish, staged
 from ros2_stereo_depth.artifacts.tensorrt_env import EngineMismatchError, PlatformInfo, TensorRTError
@@ -120,7 +120,7 @@ def _engine_with_sidecar(path: Path, **overrides: object) -> Path:
     meta = {"tensorrt_version": ORIN.tensorrt_version, "gpu_name": ORIN.gpu_name,
             "compute_capability": ORIN.compute_capability, "config": "tiny", "input_height": 192, "input_width": 256,
             "max_disparity": 64, "precision": "fp16", "dla_core": None,
-            "weights_sha256": select.load_model("tiny").weights_sha256, **overrides}
+            "weights_sha256": select.resolve_weights("tiny").weights_sha256, **overrides}
     with staged(path) as tmp:
         tmp.write_bytes(b"not an engine")
         publish(tmp, path, "engine", meta)
@@ -232,13 +232,13 @@ def test_unknown_backend() -> None:
 def test_onnx_cache_warm_start(monkeypatch, tmp_path: Path, pair) -> None:
     monkeypatch.setenv("ROS_HOME", str(tmp_path / "home"))
     exports: list[Path] = []
-    real_export = cache.export_onnx
+    real_export = onnx_export.export_onnx
 
     def counting_export(*args: object, **kwargs: object) -> Path:
         exports.append(Path(str(args[1])))
         return real_export(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(cache, "export_onnx", counting_export)
+    monkeypatch.setattr(onnx_export, "export_onnx", counting_export)
     cold = _select(backend="onnxruntime")
     assert len(exports) == 1 and exports[0].parent == tmp_path / "home/stereo_depth/onnx"
     mtime = exports[0].stat().st_mtime_ns
@@ -260,6 +260,34 @@ def test_onnx_cache_warm_start(monkeypatch, tmp_path: Path, pair) -> None:
     assert len(exports) == 3 and exports[2] == exports[0]
 
 
+WARM_START = """
+import sys, numpy as np
+from ros2_stereo_depth.inference.select import BackendRequest, create_backend
+selected = create_backend(BackendRequest(backend="auto", config="tiny", threads=1))
+left, right = (np.load(sys.argv[1])[k] for k in ("left", "right"))
+np.save(sys.argv[2], selected.backend.infer(left, right).disparity_px)
+print(selected.backend.name, "torch" in sys.modules, "onnx" in sys.modules)
+"""
+
+
+@pytest.mark.export
+def test_warm_onnxruntime_start_imports_no_torch(tmp_path: Path, pair) -> None:
+    """A node on a cached graph does not pay torch's ~200 MiB: only the first start (the export) imports it,
+    and both starts give the same disparity."""
+    import subprocess
+    import sys
+
+    np.savez(tmp_path / "pair.npz", left=pair[0], right=pair[1])
+    env = {**os.environ, "ROS_HOME": str(tmp_path / "home"), "OMP_NUM_THREADS": "1"}
+    runs = [subprocess.run([sys.executable, "-c", WARM_START, str(tmp_path / "pair.npz"), str(tmp_path / f"{i}.npy")],
+                           env=env, capture_output=True, text=True, timeout=300) for i in range(2)]
+    assert [r.returncode for r in runs] == [0, 0], runs[0].stderr[-2000:] + runs[1].stderr[-2000:]
+    assert runs[0].stdout.split() == ["onnxruntime", "True", "True"]  # cold: exported with torch
+    assert runs[1].stdout.split() == ["onnxruntime", "False", "False"]  # warm: neither torch nor onnx
+    cold, warm = np.load(tmp_path / "0.npy"), np.load(tmp_path / "1.npy")
+    assert cold.shape == (192, 256) and np.array_equal(cold, warm)
+
+
 def test_onnx_cache_key_changes_with_each_input() -> None:
     base = {"weights_sha256": "a" * 64, "architecture": {"name": "tiny", "groups": 4}, "height": 192, "width": 256,
             "max_disparity": 64, "precision": "fp32"}
@@ -279,7 +307,7 @@ def test_random_weights_leave_no_temporary_files(monkeypatch, tmp_path: Path) ->
     monkeypatch.setenv("ROS_HOME", str(tmp_path / "home"))
     selected = create_backend(BackendRequest(backend="onnxruntime", config="accurate", height=64, width=192,
                                              threads=2))
-    assert not selected.model.trained
+    assert not selected.weights.trained
     assert selected.backend.infer(*(np.zeros((64, 192, 3), np.uint8),) * 2).disparity_px.shape == (64, 192)
     assert os.listdir(temp) == []
     assert not (tmp_path / "home").exists()  # random weights are never cached

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from importlib.metadata import version
 from pathlib import Path
 
-import torch
-
-from .onnx_export import OPSET, export_onnx
+from ..config import ONNX_OPSET
 from .paths import onnx_cache_dir
 from .sidecar import sidecar_problems
-from .weights import LoadedModel
+from .weights import LoadedModel, WeightsInfo
 
 # Bump when onnx_export.py changes the graph it writes for the same inputs.
 EXPORT_FORMAT = 1
@@ -22,12 +21,12 @@ EXPORT_FORMAT = 1
 def onnx_cache_key(weights_sha256: str, architecture: dict[str, object], height: int, width: int,
                    max_disparity: int, precision: str) -> str:
     fields = {"weights_sha256": weights_sha256, "architecture": architecture, "height": height, "width": width,
-              "max_disparity": max_disparity, "precision": precision, "opset": OPSET,
-              "torch": torch.__version__, "export_format": EXPORT_FORMAT}
+              "max_disparity": max_disparity, "precision": precision, "opset": ONNX_OPSET,
+              "torch": version("torch"), "export_format": EXPORT_FORMAT}
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def cached_onnx_path(model: LoadedModel, height: int, width: int, precision: str = "fp32") -> Path:
+def cached_onnx_path(model: WeightsInfo, height: int, width: int, precision: str = "fp32") -> Path:
     if model.weights_sha256 is None:
         raise ValueError("random weights are not cached: export them to a temporary file")
     key = onnx_cache_key(model.weights_sha256, model.config.architecture(), height, width,
@@ -41,5 +40,7 @@ def cached_onnx(model: LoadedModel, height: int, width: int, precision: str = "f
     _, problems = sidecar_problems(path, "onnx")
     if not problems:
         return path, False
+    from .onnx_export import export_onnx
+
     export_onnx(model, path, height, width, precision)
     return path, True

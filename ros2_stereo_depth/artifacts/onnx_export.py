@@ -18,13 +18,12 @@ from typing import Any
 import onnx
 import torch
 
-from ..config import EXPORT_PRECISIONS, INPUT_NAMES, OUTPUT_NAMES
+from ..config import EXPORT_PRECISIONS, INPUT_NAMES, ONNX_OPSET, OUTPUT_NAMES
 from ..model import ExportWrapper, StereoNet
 from ..normalisation import NORMALISATION
 from .sidecar import publish, staged
 from .weights import LoadedModel
 
-OPSET = 17
 # Stages of StereoNet that run in fp16 in the fp16 graph (attribute names on StereoNet).
 HALF_STAGES = ("features", "cost_volume", "aggregation")
 
@@ -66,7 +65,7 @@ def export_onnx(model: LoadedModel, output: str | Path, height: int | None = Non
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about int() of static sizes: intended
         raw = Path(tmp) / "raw.onnx"
-        torch.onnx.export(wrapper, (example, example), str(raw), opset_version=OPSET, dynamo=False,
+        torch.onnx.export(wrapper, (example, example), str(raw), opset_version=ONNX_OPSET, dynamo=False,
                           input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES),
                           do_constant_folding=True)
         graph = _simplify(onnx.load(str(raw)))
@@ -77,7 +76,7 @@ def export_onnx(model: LoadedModel, output: str | Path, height: int | None = Non
         "input_height": height,
         "input_width": width,
         "max_disparity": config.max_disparity,
-        "opset": OPSET,
+        "opset": ONNX_OPSET,
         "precision": precision,
         "inputs": {name: [1, 3, height, width] for name in INPUT_NAMES},
         "outputs": {name: [1, 1, height, width] for name in OUTPUT_NAMES},

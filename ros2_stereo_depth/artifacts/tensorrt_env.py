@@ -11,8 +11,6 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import torch
-
 if TYPE_CHECKING:
     import tensorrt as trt
 else:
@@ -45,6 +43,8 @@ def tensorrt_unavailable_reason() -> str | None:
     if not hasattr(trt, "Builder"):
         # tensorrt-stubs alone makes `import tensorrt` succeed as an empty namespace package.
         return "only type stubs of tensorrt are installed (no TensorRT runtime)"
+    import torch  # only once TensorRT is there: a CPU-only node never imports torch for this check
+
     if not torch.cuda.is_available():
         return f"no CUDA GPU is visible to PyTorch (torch {torch.__version__}, CUDA build {torch.version.cuda})"
     return None
@@ -87,6 +87,8 @@ class PlatformInfo:
 
 
 def current_platform(device: int = 0) -> PlatformInfo:
+    import torch
+
     major, minor = torch.cuda.get_device_capability(device)
     return PlatformInfo(tensorrt_version(), torch.cuda.get_device_name(device), f"{major}.{minor}",
                         str(torch.version.cuda))

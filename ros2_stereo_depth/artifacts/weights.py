@@ -7,20 +7,24 @@ are not in the weights: they come from the registry defaults or from the caller.
 
 Shipped weights live in the package (`ros2_stereo_depth/weights/<config>.safetensors`), trained by
 `stereo-depth train` on our synthetic data; the sidecar records how.
+
+Which weights and config a request means (`resolve_weights`) needs no torch: the node's ONNX Runtime
+path starts from a cached graph without importing torch (about 200 MiB of resident memory).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
-from safetensors.torch import load_file, save_file
+from typing import TYPE_CHECKING, Any
 
 from .. import config as config_module
 from ..config import ModelConfig, architecture_defaults, get_config
-from ..model import StereoNet
 from .sidecar import SidecarError, publish, sidecar_path, staged, verify_sidecar
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..model import StereoNet
 
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "weights"
 CONFIG_FILE = Path(config_module.__file__).name  # named in mismatch errors
@@ -36,6 +40,8 @@ def save_weights(net: StereoNet, path: str | Path, info: dict[str, Any] | None =
     path = Path(path)
     if path.suffix != ".safetensors":
         raise ValueError(f"{path}: weights are written as .safetensors")
+    from safetensors.torch import save_file
+
     tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     with staged(path) as tmp:
         save_file(tensors, str(tmp), metadata={"config": net.config.name})
@@ -45,8 +51,8 @@ def save_weights(net: StereoNet, path: str | Path, info: dict[str, Any] | None =
 
 
 @dataclass
-class LoadedModel:
-    net: StereoNet
+class WeightsInfo:
+    """Which weights (and the config they are for, with its run-time settings), without the network."""
     config: ModelConfig
     weights_path: Path | None  # None: random initialisation
     weights_sha256: str | None
@@ -54,6 +60,11 @@ class LoadedModel:
     @property
     def trained(self) -> bool:
         return self.weights_path is not None
+
+
+@dataclass
+class LoadedModel(WeightsInfo):
+    net: StereoNet
 
 
 def check_architecture(path: Path, meta: dict[str, Any]) -> ModelConfig:
@@ -74,23 +85,18 @@ def check_architecture(path: Path, meta: dict[str, Any]) -> ModelConfig:
     return registered
 
 
-def load_model(config_name: str | None = None, weights: str | Path | None = None,
-               max_disparity: int | None = None, use_shipped: bool = True,
-               height: int | None = None, width: int | None = None) -> LoadedModel:
-    """Build the network. `weights` given: the config its sidecar names (the name must agree if both are
-    given). Else the shipped weights for `config_name` if any, else random initialisation.
-    max_disparity: the search range (None: the config's default); it changes only the cost volume.
-    height, width: the input size it will run at (None: the config's); the search range is checked
-    against this width, not the config's default one."""
+def resolve_weights(config_name: str | None = None, weights: str | Path | None = None,
+                    max_disparity: int | None = None, use_shipped: bool = True,
+                    height: int | None = None, width: int | None = None) -> WeightsInfo:
+    """The weights file and config a request means, checked (sidecar, sha256, architecture, sizes);
+    no network is built. Arguments as `load_model`."""
     runtime = {"max_disparity": max_disparity, "height": height, "width": width}
     if weights is None and use_shipped and config_name is not None:
         weights = shipped_weights(config_name)
     if weights is None:
         if config_name is None:
             raise ValueError("give a config name or a weights file")
-        config = get_config(config_name).with_overrides(**runtime)
-        net = StereoNet(config).eval()
-        return LoadedModel(net, config, None, None)
+        return WeightsInfo(get_config(config_name).with_overrides(**runtime), None, None)
     path = Path(weights)
     if path.suffix != ".safetensors":
         raise ValueError(f"{path}: weights must be a .safetensors file (pickled checkpoints are refused)")
@@ -100,23 +106,41 @@ def load_model(config_name: str | None = None, weights: str | Path | None = None
     config = check_architecture(path, meta)
     if config_name is not None and config.name != config_name:
         raise ValueError(f"{path}: weights are for config {config.name!r}, not {config_name!r}")
-    config = config.with_overrides(**runtime)
-    net = StereoNet(config)
-    state = load_file(str(path))
-    missing, unexpected = net.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ValueError(f"{path}: weights do not fit config {config.name!r} "
-                         f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
-    net.eval()
-    return LoadedModel(net, config, path, str(meta["sha256"]))
+    return WeightsInfo(config.with_overrides(**runtime), path, str(meta["sha256"]))
 
 
-def describe(model: LoadedModel) -> str:
+def build_model(info: WeightsInfo) -> LoadedModel:
+    """The network for resolved weights (random initialisation when there is no file)."""
+    from safetensors.torch import load_file
+
+    from ..model import StereoNet
+
+    net = StereoNet(info.config)
+    if info.weights_path is not None:
+        missing, unexpected = net.load_state_dict(load_file(str(info.weights_path)), strict=False)
+        if missing or unexpected:
+            raise ValueError(f"{info.weights_path}: weights do not fit config {info.config.name!r} "
+                             f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return LoadedModel(info.config, info.weights_path, info.weights_sha256, net.eval())
+
+
+def load_model(config_name: str | None = None, weights: str | Path | None = None,
+               max_disparity: int | None = None, use_shipped: bool = True,
+               height: int | None = None, width: int | None = None) -> LoadedModel:
+    """Build the network. `weights` given: the config its sidecar names (the name must agree if both are
+    given). Else the shipped weights for `config_name` if any, else random initialisation.
+    max_disparity: the search range (None: the config's default); it changes only the cost volume.
+    height, width: the input size it will run at (None: the config's); the search range is checked
+    against this width, not the config's default one."""
+    return build_model(resolve_weights(config_name, weights, max_disparity, use_shipped, height, width))
+
+
+def describe(model: WeightsInfo) -> str:
     if model.weights_path is None or model.weights_sha256 is None:
         return (f"config {model.config.name!r} with RANDOM weights: no trained weights found, "
                 "disparity will be meaningless")
     return f"config {model.config.name!r}, weights {model.weights_path} (sha256 {model.weights_sha256[:12]})"
 
 
-def count_parameters(net: torch.nn.Module) -> int:
+def count_parameters(net: "torch.nn.Module") -> int:
     return sum(p.numel() for p in net.parameters())

@@ -52,7 +52,7 @@ class NetworkRunner:
         """The disparities the network searches, in px of an image of this size."""
         selected = self.backend_for(height, width)
         b = selected.backend
-        d = b.max_disparity or selected.model.config.max_disparity
+        d = b.max_disparity or selected.weights.config.max_disparity
         return float(d) if self.settings.native else d * width / b.width
 
     def __call__(self, left_rgb: np.ndarray, right_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -87,7 +87,7 @@ def evaluate(named_pairs: Iterable[tuple[str, StereoPair]], settings: Evaluation
         },
         "backend": f"{selected.backend.name} on {selected.backend.device}",
         "backend_reason": selected.reason,
-        "weights": describe(selected.model),
+        "weights": describe(selected.weights),
         "settings": asdict(settings),
         "model": _summary(per_pair["model"], seconds["model"] / count),
     }

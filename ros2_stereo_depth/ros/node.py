@@ -170,13 +170,13 @@ class StereoDepthPipeline:
             raise RuntimeError(f"cannot load backend {p['backend']} for config {p['config']} with weights "
                                f"{p['weights'] or '(shipped)'}: {type(error).__name__}: {error}") from error
         backend = selected.backend
-        self.processor = StereoProcessor(backend, backend.max_disparity or selected.model.config.max_disparity)
+        self.processor = StereoProcessor(backend, backend.max_disparity or selected.weights.config.max_disparity)
         self.backend_info = {"backend": backend.name, "device": backend.device, "precision": p["precision"]
                              if backend.name in ("tensorrt", "torch") and backend.device != "cpu" else "fp32",
                              "network input": f"{backend.width}x{backend.height}",
                              "max disparity (network px)": str(self.processor.network_max_disparity)}
         self.node.get_logger().info(f"stereo depth: {selected.describe()}")
-        if not selected.model.trained:
+        if not selected.weights.trained:
             self.node.get_logger().warning("no trained weights: the published disparity is meaningless")
         if p["adapt"]:
             settings = AdaptSettings(lr=p["adapt_lr"], max_steps_per_s=p["adapt_max_steps_per_s"],
