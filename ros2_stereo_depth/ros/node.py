@@ -183,7 +183,7 @@ class StereoDepthPipeline:
                                      save_path=p["adapted_weights_path"], save_every=p["adapt_save_every"])
             self.adapter = OnlineAdapter(backend.net, backend.height, backend.width, settings, backend.replace_net,
                                          report=self.node.get_logger().error,
-                                         info={"adapted_from": str(selected.model.weights_path or "random")})
+                                         info={"adapted_from": str(selected.weights.weights_path or "random")})
             self.node.get_logger().info(
                 f"online adaptation on: at most {settings.max_steps_per_s:g} steps/s, lr {settings.lr:g}, weights "
                 + (f"saved to {settings.save_path} every {settings.save_every} steps and at shutdown"
