@@ -1,5 +1,6 @@
 """The synthetic stereo generator: exact, deterministic ground truth; photo textures from packages only,
 never from a stereo benchmark."""
+import hashlib
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -13,7 +14,8 @@ from ros2_stereo_depth.data.procedural import thin_structure_mask
 from ros2_stereo_depth.data.render import Rendered, add_specular, render_layers
 from ros2_stereo_depth.data.synthetic import (Layer, SceneParams, SyntheticSequence, SyntheticStereo, random_scene,
                                               render)
-from ros2_stereo_depth.data.textures import TEXTURE_SOURCES, TextureBank, TextureSource, is_excluded, source_files
+from ros2_stereo_depth.data.textures import (EXCLUDED_SHA256, TEXTURE_SOURCES, TextureBank, TextureSource, is_excluded,
+                                             source_files, texture_record)
 
 OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
 SKIMAGE = next(s for s in TEXTURE_SOURCES if s.package == "pypi:scikit-image")
@@ -251,3 +253,20 @@ def test_stereo_benchmark_images_are_never_picked(tmp_path):
     assert is_excluded(tmp_path / "plant.jpg") and is_excluded(tmp_path / "bike.png")
     renamed = TextureBank.load([TextureSource("copies", "test", tmp_path, ("*",), "test")], max_side_px=128)
     assert renamed.names == ["test/wall.png"]
+
+
+def test_texture_record_names_every_readable_file_with_its_hash(tmp_path):
+    """What a training run writes into its weights sidecar (`texture_files`): each file the bank may read,
+    with the SHA-256 of its bytes; never an excluded one."""
+    record = texture_record()
+    assert len(record) == sum(len(source_files(s)) for s in TEXTURE_SOURCES) >= 20
+    name, digest = next(iter(record.items()))
+    package, file_name = name.split("/", 1)
+    source = next(s for s in TEXTURE_SOURCES if s.package == package)
+    assert digest == hashlib.sha256((source.directory / file_name).read_bytes()).hexdigest()
+    assert not set(record.values()) & EXCLUDED_SHA256
+    # a copy of a benchmark image in a source folder is not recorded (nor read)
+    shutil.copy(OPENCV_DATA / "aloeR.jpg", tmp_path / "leaf.jpg")
+    shutil.copy(SKIMAGE.directory / "brick.png", tmp_path / "wall.png")
+    assert texture_record([TextureSource("copies", "test", tmp_path, ("*",), "test")]) == {
+        "test/wall.png": hashlib.sha256((tmp_path / "wall.png").read_bytes()).hexdigest()}

@@ -280,3 +280,15 @@ def test_synthetic_training_data_uses_the_packaged_photos_unless_told_not_to():
     assert not np.array_equal(with_photos[0].left, procedural[0].left)
     with pytest.raises(ValueError, match="unknown textures"):
         settings(textures="kitti")
+
+
+def test_weights_sidecar_records_the_photo_files_a_run_may_read(tmp_path):
+    """Provenance of shipped weights: a run on photo scenes lists every texture file with its SHA-256
+    (data/textures.py texture_record); a procedural-only run lists none."""
+    from ros2_stereo_depth.data.textures import texture_record
+
+    photos = train([settings(steps=1, textures="photos")], tmp_path / "photos")
+    procedural = train([settings(steps=1)], tmp_path / "procedural")
+    info = json.loads(photos.weights.with_suffix(".json").read_text())["info"]
+    assert info["texture_files"] == texture_record() and len(info["texture_files"]) >= 20
+    assert "texture_files" not in json.loads(procedural.weights.with_suffix(".json").read_text())["info"]

@@ -103,6 +103,13 @@ def source_files(source: TextureSource) -> list[Path]:
     return sorted(p for p in files if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not is_excluded(p))
 
 
+def texture_record(sources: tuple[TextureSource, ...] | list[TextureSource] = TEXTURE_SOURCES) -> dict[str, str]:
+    """{"<package>/<file name>": sha256} of every file TextureBank.load(sources) may read: what a training
+    run records in its weights sidecar, so that anyone can check no benchmark image was among them."""
+    return {f"{source.package}/{path.name}": hashlib.sha256(path.read_bytes()).hexdigest()
+            for source in sources for path in source_files(source)}
+
+
 def _read_reduced(path: Path, max_side_px: int) -> np.ndarray | None:
     """BGR image, decoded at 1/2, 1/4 or 1/8 size when that still leaves max_side_px (JPEG decoding
     of multi-megapixel wallpapers dominates loading otherwise)."""

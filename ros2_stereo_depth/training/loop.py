@@ -176,10 +176,13 @@ def _train(stages: list[TrainSettings], out_dir: Path, resume: bool, command: st
     if process.main:
         hardware = (torch.cuda.get_device_name(device) if device.type == "cuda"
                     else f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads")
-        save_weights(net.cpu().eval(), final, {
-            "command": command, "stages": [asdict(s) for s in stages], "steps": step, "planned_steps": total,
-            "world_size": process.world, "hardware": hardware, "train_seconds_this_run": round(seconds, 1),
-            "torch": torch.__version__})
+        info = {"command": command, "stages": [asdict(s) for s in stages], "steps": step, "planned_steps": total,
+                "world_size": process.world, "hardware": hardware, "train_seconds_this_run": round(seconds, 1),
+                "torch": torch.__version__}
+        if any(s.data == "synthetic" and s.textures == "photos" for s in stages):
+            from ..data.textures import texture_record
+            info["texture_files"] = texture_record()
+        save_weights(net.cpu().eval(), final, info)
         validate(final=True)  # after the weights are safe: scoring many held-out pairs can take a while
         writer.close()  # type: ignore[union-attr]
         if interrupted:
