@@ -16,7 +16,7 @@ from ros2_stereo_depth.config import CONFIGS, RUNTIME_FIELDS, ModelConfig, get_c
 from ros2_stereo_depth.model import StereoNet
 
 # sha256 of the shipped tensors: rewriting the sidecars must not touch them.
-SHIPPED_SHA256 = {"tiny": "36f666ea7e16", "fast": "4f893e508aa0"}
+SHIPPED_SHA256 = {"tiny": "57521b7c2b6d", "fast": "4f893e508aa0"}
 
 
 @pytest.fixture
@@ -93,6 +93,34 @@ def test_shipped_sidecars(name: str) -> None:
     assert sha256_file(path)[:12] == SHIPPED_SHA256[name]
     model = load_model(name)
     assert model.weights_path == path and model.config == get_config(name)
-    # The registry's search range is the one the shipped weights were trained with.
+    # The registry's search range is the one the shipped weights were last trained with.
     info = json.loads(path.with_suffix(".json").read_text())["info"]
-    assert info["settings"]["max_disparity"] == get_config(name).max_disparity
+    assert info["stages"][-1]["max_disparity"] == get_config(name).max_disparity
+
+
+# The schedule files shipped beside the weights, run by run (the first run first).
+SCHEDULES = {"tiny": ["tiny_schedule.yaml", "tiny_schedule_stage2.yaml"], "fast": ["fast_schedule.yaml"]}
+RECORDED = ("config", "data", "textures", "mode", "steps", "batch_size", "crop_height", "crop_width", "max_disparity",
+            "lr", "final_lr_factor", "warmup_steps", "weight_decay", "seed")
+
+
+@pytest.mark.parametrize("name", sorted(SCHEDULES))
+def test_shipped_weights_come_from_their_schedules_on_clean_textures(name: str) -> None:
+    """Each training run recorded in the sidecar is what the shipped schedule file plans, from scratch for
+    the first run; and every texture file recorded is neither a benchmark image nor an excluded name."""
+    from ros2_stereo_depth.data.textures import EXCLUDED_SHA256, is_excluded
+    from ros2_stereo_depth.training.settings import TrainSettings, load_schedule
+
+    info = json.loads((SHIPPED_DIR / f"{name}.json").read_text())["info"]
+    runs = [*info.get("earlier_runs", []), info]
+    assert len(runs) == len(SCHEDULES[name])
+    for run, schedule in zip(runs, SCHEDULES[name]):
+        planned = load_schedule(SHIPPED_DIR / schedule, TrainSettings())
+        assert [{k: getattr(s, k) for k in RECORDED} for s in planned] == \
+               [{k: s[k] for k in RECORDED} for s in run["stages"]], schedule
+        assert run["steps"] == sum(s.steps for s in planned)  # ran to the end
+    assert runs[0]["stages"][0]["init_weights"] == ""  # from scratch
+    assert all(s["textures"] == "photos" for run in runs for s in run["stages"])
+    files = info["texture_files"]
+    assert len(files) >= 20 and not set(files.values()) & EXCLUDED_SHA256
+    assert not [n for n in files if is_excluded(Path(n))]
