@@ -262,6 +262,7 @@ def test_onnx_cache_warm_start(monkeypatch, tmp_path: Path, pair) -> None:
 
 WARM_START = """
 import sys, numpy as np
+import ros2_stereo_depth.ros.node  # everything the node process imports
 from ros2_stereo_depth.inference.select import BackendRequest, create_backend
 selected = create_backend(BackendRequest(backend="auto", config="tiny", threads=1))
 left, right = (np.load(sys.argv[1])[k] for k in ("left", "right"))
@@ -273,7 +274,7 @@ print(selected.backend.name, "torch" in sys.modules, "onnx" in sys.modules)
 @pytest.mark.export
 def test_warm_onnxruntime_start_imports_no_torch(tmp_path: Path, pair) -> None:
     """A node on a cached graph does not pay torch's ~200 MiB: only the first start (the export) imports it,
-    and both starts give the same disparity."""
+    and both starts give the same disparity. The process imports the node module as the node does."""
     import subprocess
     import sys
 

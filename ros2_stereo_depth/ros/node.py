@@ -27,7 +27,7 @@ import copy
 import sys
 import threading
 import time
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
@@ -40,7 +40,6 @@ from stereo_msgs.msg import DisparityImage
 from ..config import ENGINE_PRECISIONS
 from ..image_encoding import ImageError, image_to_rgb
 from ..inference.select import BACKENDS, BackendRequest, create_backend
-from ..training.online import AdaptSettings, OnlineAdapter
 from .approximate_sync import ApproximateTimeSync
 from .health import Health, Throttle, adaptation_values
 from .params import Param, ParameterError, declare_parameters
@@ -48,6 +47,9 @@ from .processor import OUTPUTS, InputError, OutputSettings, StereoProcessor, Ste
 from .serialize import serialize_large
 from .spin import run_node
 from .sync import ExactTimeSync, stamp_key
+
+if TYPE_CHECKING:
+    from ..training.online import OnlineAdapter
 
 INPUTS = (("left/image_rect", Image), ("right/image_rect", Image),
           ("left/camera_info", CameraInfo), ("right/camera_info", CameraInfo))
@@ -179,6 +181,9 @@ class StereoDepthPipeline:
         if not selected.weights.trained:
             self.node.get_logger().warning("no trained weights: the published disparity is meaningless")
         if p["adapt"]:
+            # torch only with adapt on: a node on ONNX Runtime or TensorRT never imports it (~200 MiB).
+            from ..training.online import AdaptSettings, OnlineAdapter
+
             settings = AdaptSettings(lr=p["adapt_lr"], max_steps_per_s=p["adapt_max_steps_per_s"],
                                      save_path=p["adapted_weights_path"], save_every=p["adapt_save_every"])
             self.adapter = OnlineAdapter(backend.net, backend.height, backend.width, settings, backend.replace_net,
