@@ -12,7 +12,7 @@ from pathlib import Path
 from ..config import ONNX_OPSET
 from .paths import onnx_cache_dir
 from .sidecar import sidecar_problems
-from .weights import LoadedModel, WeightsInfo
+from .weights import LoadedModel, WeightsInfo, build_model
 
 # Bump when onnx_export.py changes the graph it writes for the same inputs.
 EXPORT_FORMAT = 1
@@ -34,13 +34,15 @@ def cached_onnx_path(model: WeightsInfo, height: int, width: int, precision: str
     return onnx_cache_dir() / f"{model.config.name}_{width}x{height}_d{model.config.max_disparity}_{precision}_{key}.onnx"
 
 
-def cached_onnx(model: LoadedModel, height: int, width: int, precision: str = "fp32") -> tuple[Path, bool]:
-    """(path, exported_now): the cached graph if its sidecar verifies, else a fresh export into the cache."""
-    path = cached_onnx_path(model, height, width, precision)
+def cached_onnx(weights: WeightsInfo, height: int, width: int, precision: str = "fp32") -> tuple[Path, bool]:
+    """(path, exported_now): the cached graph if its sidecar verifies, else a fresh export into the cache.
+    The network (and torch) is built only to export: a warm start needs neither."""
+    path = cached_onnx_path(weights, height, width, precision)
     _, problems = sidecar_problems(path, "onnx")
     if not problems:
         return path, False
     from .onnx_export import export_onnx
 
+    model = weights if isinstance(weights, LoadedModel) else build_model(weights)
     export_onnx(model, path, height, width, precision)
     return path, True

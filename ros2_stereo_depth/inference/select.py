@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..artifacts import engine_spec, tensorrt_env
-from ..artifacts.cache import cached_onnx, cached_onnx_path
-from ..artifacts.sidecar import SidecarError, sidecar_problems
+from ..artifacts.cache import cached_onnx
+from ..artifacts.sidecar import SidecarError
 from ..artifacts.weights import WeightsInfo, build_model, describe, resolve_weights
 from .base import StereoBackend
 
@@ -88,9 +88,7 @@ def _onnxruntime(request: BackendRequest, weights: WeightsInfo, height: int, wid
     if request.onnx_path:
         return OnnxRuntimeBackend(request.onnx_path, request.threads)
     if weights.weights_sha256 is not None:
-        path = cached_onnx_path(weights, height, width)
-        if sidecar_problems(path, "onnx")[1]:  # not cached (or stale): export once, with torch
-            path, _ = cached_onnx(build_model(weights), height, width)
+        path, _ = cached_onnx(weights, height, width)  # exports (with torch) only when not cached
         return OnnxRuntimeBackend(path, request.threads)
     # Random weights differ in every process: nothing to cache; the session keeps the graph in memory.
     from ..artifacts.onnx_export import export_onnx
