@@ -101,7 +101,7 @@ class OnlineAdapter:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._state = "waiting for frames"
-        self._steps = self._swaps = self._saved_at = 0
+        self._steps = self._saved_at = 0  # every step publishes its weights: swaps == steps
         self._losses: deque[float] = deque(maxlen=LOSS_WINDOW)
         self._step_s: deque[float] = deque(maxlen=LOSS_WINDOW)
 
@@ -165,7 +165,6 @@ class OnlineAdapter:
         self.publish(improved)
         with self._cond:
             self._steps += 1
-            self._swaps += 1
             self._losses.append(float(loss.detach()))
             self._step_s.append(time.perf_counter() - started)
             due = self.settings.save_path and self._steps % self.settings.save_every == 0
@@ -241,6 +240,6 @@ class OnlineAdapter:
     def stats(self) -> AdaptStats:
         with self._cond:
             losses, step_s = list(self._losses), list(self._step_s)
-            return AdaptStats(self._state, self._steps, self._swaps, losses[-1] if losses else None,
+            return AdaptStats(self._state, self._steps, self._steps, losses[-1] if losses else None,
                               float(np.mean(losses)) if losses else None,
                               float(np.mean(step_s)) if step_s else None, self._saved_at)
