@@ -14,6 +14,7 @@ import torch
 from ros2_stereo_depth.artifacts import cache, engine_build, engine_spec, onnx_export, tensorrt_env
 from ros2_stereo_depth.artifacts.engine_spec import EngineSpec, default_engine_path
 from ros2_stereo_depth.artifacts.sidecar import SidecarError, publish, staged
+from ros2_stereo_depth.artifacts.weights import load_model
 from ros2_stereo_depth.artifacts.tensorrt_env import EngineMismatchError, PlatformInfo, TensorRTError
 from ros2_stereo_depth.data.synthetic import SceneParams, SyntheticStereo
 from ros2_stereo_depth.inference import select, tensorrt_backend
@@ -77,9 +78,9 @@ def test_gpu_normalisation_matches_numpy(pair) -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_runner_graph_replay_matches_plain_runs(pair) -> None:
     """The shared CUDA runner (torch backend): frame 1 plain, then a captured graph replays the same step."""
-    model = select.load_model("tiny")
+    model = load_model("tiny")
     plain = TorchBackend(model, 192, 256, device="cuda", precision="fp32")
-    graphs = TorchBackend(select.load_model("tiny"), 192, 256, device="cuda", precision="fp32", cuda_graphs=True)
+    graphs = TorchBackend(load_model("tiny"), 192, 256, device="cuda", precision="fp32", cuda_graphs=True)
     reference = plain.infer(*pair).disparity_px
     first = graphs.infer(*pair).disparity_px
     assert graphs.runner is not None and graphs.runner.notes == ["CUDA graph captured"]
@@ -245,7 +246,7 @@ def test_onnx_cache_warm_start(monkeypatch, tmp_path: Path, pair) -> None:
     start = time.perf_counter()
     warm = _select(backend="onnxruntime")
     warm_s = time.perf_counter() - start
-    assert len(exports) == 1 and exports[0].stat().st_mtime_ns == mtime  # no second export
+    assert len(exports) == 1 and exports[0].stat().st_mtime_ns >= mtime  # no second export; the hit marks it used
     assert warm_s < 1.0, f"warm start took {warm_s:.2f} s"
     assert np.array_equal(cold.backend.infer(*pair).disparity_px, warm.backend.infer(*pair).disparity_px)
     # Only the graph and its sidecar: no temporary file left behind.
@@ -287,6 +288,27 @@ def test_warm_onnxruntime_start_imports_no_torch(tmp_path: Path, pair) -> None:
     assert runs[1].stdout.split() == ["onnxruntime", "False", "False"]  # warm: neither torch nor onnx
     cold, warm = np.load(tmp_path / "0.npy"), np.load(tmp_path / "1.npy")
     assert cold.shape == (192, 256) and np.array_equal(cold, warm)
+
+
+def test_onnx_cache_keeps_the_most_recently_used_graphs_of_a_slot(tmp_path: Path) -> None:
+    """Other weights for the same config, size, range and precision replace the oldest graphs of that slot
+    (with their sidecars); other slots and the graph just written are never touched."""
+    def graph(name: str, key: str, used_s: int) -> Path:
+        path = tmp_path / f"{name}_{key * 24}.onnx"
+        path.write_bytes(b"graph")
+        path.with_suffix(".json").write_text("{}")
+        os.utime(path, (used_s, used_s))
+        return path
+
+    slot = "fast_640x480_d128_fp32"
+    old, older, oldest = graph(slot, "a", 300), graph(slot, "b", 200), graph(slot, "c", 100)
+    other_range, other_size = graph("fast_640x480_d64_fp32", "d", 50), graph("fast_320x256_d128_fp32", "e", 50)
+    new = graph(slot, "f", 10)  # just exported, whatever its time stamp
+    removed = cache.prune_slot(new)
+    assert cache.KEEP_PER_SLOT == 2 and sorted(removed) == sorted([older, oldest])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        n for p in (old, other_range, other_size, new) for n in (p.name, p.with_suffix(".json").name))
+    assert cache.prune_slot(new) == []  # nothing more to remove
 
 
 def test_onnx_cache_key_changes_with_each_input() -> None:

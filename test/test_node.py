@@ -241,11 +241,12 @@ def test_accuracy_with_shipped_weights(harness, first_frame):
     keep = ~sample.occluded & (d > 0)
     error = np.abs(d[keep] - sample.disparity_px[keep])
     median, bad2 = float(np.median(error)), float((error > 2.0).mean() * 100)
-    # This frame (smooth low-contrast noise textures) is hard for tiny: the shipped weights (retrained from
-    # scratch 2026-11-26) give median 2.64 px, bad-2 69.1 % (the withdrawn ones 3.53 px / 67.5 %; SGBM
-    # median 0.25 px, bad-2 4.5 % where it answers; random weights: median 33 px, bad-2 100 %). The bounds
-    # leave room for other thread counts and CPU kernels, and still fail an untrained network.
-    assert median < 3.2 and bad2 < 75.0, f"median error {median:.2f} px, bad-2 {bad2:.1f} % on non-occluded pixels"
+    # This frame (smooth low-contrast noise textures) is hard for tiny: the shipped weights (2026-11-26,
+    # after their GPU run) give median 2.45 px, bad-2 64.1 % (before it 2.64 px / 69.1 %; the withdrawn
+    # ones 3.53 px / 67.5 %; SGBM median 0.25 px, bad-2 4.5 % where it answers; random weights: median
+    # 33 px, bad-2 100 %). The bounds leave room for other thread counts and CPU kernels, and still fail an
+    # untrained network.
+    assert median < 3.0 and bad2 < 70.0, f"median error {median:.2f} px, bad-2 {bad2:.1f} % on non-occluded pixels"
 
 
 class Msg:
