@@ -3,6 +3,7 @@ adapts in the background, /diagnostics reports the steps and the label-free loss
 saved at shutdown load back and differ from the shipped ones. A non-torch backend is refused at start-up."""
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -18,7 +19,8 @@ from ros_harness import Harness, stereo_pair
 
 pytestmark = [pytest.mark.dds, pytest.mark.usefixtures("one_torch_thread")]
 NODE_PARAMS = {"backend": "torch", "config": "tiny", "threads": 1, "adapt": True, "adapt_lr": 1e-4,
-               "adapt_max_steps_per_s": 20.0, "adapt_save_every": 1000}
+               "adapt_max_steps_per_s": 20.0, "adapt_save_every": 1000, "adapt_frames_per_step": 3,
+               "adapt_photometric_scales": 3}
 SETS = 6
 
 
@@ -53,6 +55,9 @@ def test_node_keeps_publishing_while_it_adapts(tmp_path) -> None:
         harness.close()  # destroy_node stops the adaptation and saves the weights
     adapted = load_model(weights=saved)
     assert adapted.config.name == "tiny"
+    record = json.loads(saved.with_suffix(".json").read_text())["info"]["online_adaptation"]
+    assert (record["frames_per_step"], record["photometric_scales"], record["lr"]) == (3, 3, 1e-4)
+    assert 0 < record["steps"] <= SETS
     original = load_model("tiny").net.state_dict()
     assert max(float((v - original[k]).abs().max()) for k, v in adapted.net.state_dict().items()
                if v.is_floating_point()) > 0

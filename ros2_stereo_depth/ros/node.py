@@ -107,6 +107,9 @@ PARAMETERS: dict[str, Param] = {
                                   "`stereo-depth build-engine --weights`) every adapt_save_every steps and at "
                                   "shutdown; empty: not saved"),
     "adapt_save_every": Param(100, "adapt: save adapted_weights_path every this many steps", 1, 1_000_000),
+    "adapt_frames_per_step": Param(2, "adapt: pairs per step, the newest and older ones from the last 8", 1, 8),
+    "adapt_photometric_scales": Param(1, "adapt: photometric loss over this many scales (1: full size; 3: also "
+                                      "the images pooled by 2 and 4, which averages sensor noise away)", 1, 3),
 }
 
 
@@ -185,12 +188,15 @@ class StereoDepthPipeline:
             from ..training.online import AdaptSettings, OnlineAdapter
 
             settings = AdaptSettings(lr=p["adapt_lr"], max_steps_per_s=p["adapt_max_steps_per_s"],
+                                     frames_per_step=p["adapt_frames_per_step"],
+                                     photometric_scales=p["adapt_photometric_scales"],
                                      save_path=p["adapted_weights_path"], save_every=p["adapt_save_every"])
             self.adapter = OnlineAdapter(backend.net, backend.height, backend.width, settings, backend.replace_net,
                                          report=self.node.get_logger().error,
                                          info={"adapted_from": str(selected.weights.weights_path or "random")})
             self.node.get_logger().info(
-                f"online adaptation on: at most {settings.max_steps_per_s:g} steps/s, lr {settings.lr:g}, weights "
+                f"online adaptation on: at most {settings.max_steps_per_s:g} steps/s, lr {settings.lr:g}, "
+                f"{settings.frames_per_step} pairs a step, {settings.photometric_scales} photometric scale(s), weights "
                 + (f"saved to {settings.save_path} every {settings.save_every} steps and at shutdown"
                    if settings.save_path else "not saved (adapted_weights_path is empty)"))
 
