@@ -58,6 +58,17 @@ def test_disparity_range_and_dtypes():
         assert 0.0 <= s.disparity_px.min() and s.disparity_px.max() <= 24.0
 
 
+def test_distant_scenes_keep_every_disparity_small():
+    """far_scene_prob: distant scenes (small disparities everywhere) that the default never draws; thin
+    structures may still pass close to the camera, so they are off here."""
+    dmax = 120.0
+    distant = SyntheticStereo(SceneParams(96, 192, dmax, thin_structure_prob=0.0, far_scene_prob=1.0), seed=5)
+    assert all(float(distant[i].disparity_px.max()) <= 0.25 * dmax + 1e-3 for i in range(6))
+    mixed = SyntheticStereo(SceneParams(96, 192, dmax, thin_structure_prob=0.0, far_scene_prob=0.5), seed=5)
+    maxima = [float(mixed[i].disparity_px.max()) for i in range(12)]
+    assert min(maxima) <= 0.25 * dmax < max(maxima), maxima
+
+
 def test_large_disparities_at_640_width_stay_in_range(bank):
     """Up to 256 px at 640 px width: never above the limit, and the range is really used."""
     data = SyntheticStereo(SceneParams(192, 640, 256.0), seed=2, textures=bank)

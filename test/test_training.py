@@ -282,12 +282,16 @@ def test_synthetic_training_data_uses_the_packaged_photos_unless_told_not_to():
         settings(textures="kitti")
 
 
+@pytest.mark.timeout(300)
 def test_weights_sidecar_records_the_photo_files_a_run_may_read(tmp_path):
     """Provenance of shipped weights: a run on photo scenes lists every texture file with its SHA-256
-    (data/textures.py texture_record); a procedural-only run lists none."""
+    (data/textures.py texture_record); a procedural-only run lists none. The photo run has a data worker:
+    loading the photos starts OpenCV's thread pool in this process, and a worker forked after it once hung
+    on its first OpenCV call (the timeout turns such a hang into a failure)."""
     from ros2_stereo_depth.data.textures import texture_record
 
-    photos = train([settings(steps=1, textures="photos")], tmp_path / "photos")
+    photos = train([settings(steps=2, textures="photos", workers=1)], tmp_path / "photos")
+    assert photos.step == 2 and len(photos.losses) == 2
     procedural = train([settings(steps=1)], tmp_path / "procedural")
     info = json.loads(photos.weights.with_suffix(".json").read_text())["info"]
     assert info["texture_files"] == texture_record() and len(info["texture_files"]) >= 20

@@ -46,6 +46,9 @@ class SceneParams:
     max_thin_structures: int = 3  # 0..this many thin layers (branches, wires, fences, railings) per scene
     thin_structure_prob: float = 0.5  # chance a scene has any
     specular_prob: float = 0.3  # chance of a glossy highlight that differs between views, per scene
+    # Share of distant scenes: every layer but thin structures within 3-25 % of the range (far walls,
+    # streets, sky lines: small disparities everywhere). 0 draws exactly the scenes of earlier versions.
+    far_scene_prob: float = 0.0
 
 
 def _fit_plane(rng: np.random.Generator, box: tuple[int, int, int, int], lo: float, hi: float,
@@ -126,9 +129,13 @@ def _thin_texture(rng: np.random.Generator, params: SceneParams, textures: Textu
     return flat_texture(rng, height, width) if rng.random() < 0.5 else noise_texture(rng, height, width)
 
 
-def _depth_range(rng: np.random.Generator, dmax: float) -> tuple[float, float]:
+def _depth_range(rng: np.random.Generator, dmax: float, far_scene_prob: float = 0.0) -> tuple[float, float]:
     """The scene's far and near disparity: the near end is often large (dmax * sqrt(u)), and at the
-    limit in about one scene in five, so the top of the range is trained too."""
+    limit in about one scene in five, so the top of the range is trained too; never below 22 % of the
+    range, except in the distant scenes drawn with far_scene_prob (near end at 3-25 % of the range)."""
+    if far_scene_prob > 0 and rng.random() < far_scene_prob:
+        near = dmax * float(rng.uniform(0.03, 0.25))
+        return near * rng.uniform(0.0, 0.6), near
     near = dmax * min(1.0, float(np.sqrt(rng.uniform(0.05, 1.25))))
     far = near * rng.uniform(0.0, 0.6)
     return far, near
@@ -140,7 +147,7 @@ def random_scene(rng: np.random.Generator, params: SceneParams, textures: Textur
     with `sliding`, wherever a layer moves on its canvas."""
     h, w, dmax = params.height, params.width, params.max_disparity_px
     canvas_w = w + int(np.ceil(dmax)) + 2
-    far, near = _depth_range(rng, dmax)
+    far, near = _depth_range(rng, dmax, params.far_scene_prob)
     layers: list[Layer] = []
     full = np.ones((h, canvas_w), np.uint8)
     gap = min(0.5, 0.1 * (near - far))  # background strictly behind the rest, so it never wins a tie

@@ -38,7 +38,7 @@ def synthetic_source(settings: TrainSettings, stage: int) -> Dataset:
     from ..data.synthetic import SceneParams, SyntheticStereo
     from ..data.textures import TextureBank
     params = SceneParams(settings.crop_height, settings.crop_width,
-                         max_disparity_px=float(settings.max_disparity) * 0.95)
+                         max_disparity_px=float(settings.max_disparity) * 0.95, far_scene_prob=settings.far_scene_prob)
     bank = TextureBank.load() if settings.textures == "photos" else None
     if bank is not None and not len(bank):
         raise ValueError("textures: photos, but none of the texture packages is installed (run `make textures`)")
@@ -99,17 +99,19 @@ def open_dataset(settings: TrainSettings, stage: int) -> Dataset:
     return CroppedItems(items, settings.crop_height, settings.crop_width, settings.seed * 1000 + stage)
 
 
-def _init_worker(_: int) -> None:
+def _ignore_sigint(_: int) -> None:
     # Ctrl-C reaches the whole process group: the main process checkpoints and stops the workers itself.
     import signal
-
-    import cv2
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    cv2.setNumThreads(1)  # one OpenCV thread per worker: N workers on N cores, not N x N threads
 
 
 def step_loader(settings: TrainSettings, stage: int, start: int, end: int, rank: int, world: int) -> DataLoader:
     """Batches for the global steps [start, end) of this process."""
+    if settings.workers > 0:
+        # One OpenCV thread per data worker (N workers on N cores, not N x N threads). Set here, before the
+        # workers fork: a forked child that resizes OpenCV's thread pool can hang.
+        import cv2
+        cv2.setNumThreads(1)
     return DataLoader(open_dataset(settings, stage), batch_sampler=StepBatches(start, end, settings.batch_size, rank, world),
                       num_workers=settings.workers, collate_fn=partial(collate, max_disparity=settings.max_disparity),
-                      worker_init_fn=_init_worker if settings.workers > 0 else None)
+                      worker_init_fn=_ignore_sigint if settings.workers > 0 else None)

@@ -29,6 +29,7 @@ class TrainSettings:
     config: str = "fast"
     data: str = "synthetic"  # 'synthetic' or a dataset directory (data/readers.py)
     textures: str = "photos"  # synthetic data: 'photos' (data/textures.py TEXTURE_SOURCES) or 'none' (procedural)
+    far_scene_prob: float = 0.0  # synthetic data: share of distant scenes (data/synthetic.py SceneParams)
     data_format: str = "auto"
     mode: str = "supervised"
     steps: int = 1000  # of this stage
@@ -74,6 +75,8 @@ class TrainSettings:
             raise ValueError("holdout_every, holdout_last, validate_every and proxy_weight must be >= 0")
         if self.photometric_scales < 1:
             raise ValueError("photometric_scales must be >= 1")
+        if not 0.0 <= self.far_scene_prob <= 1.0:
+            raise ValueError("far_scene_prob must be in [0, 1]")
 
     def replace(self, **changes: Any) -> "TrainSettings":
         return dataclasses.replace(self, **changes)
