@@ -24,6 +24,7 @@ from .weights import LoadedModel, WeightsInfo, build_model
 EXPORT_FORMAT = 1
 # Graphs kept per slot: the shipped weights and one fine-tuned set can alternate without re-exports.
 KEEP_PER_SLOT = 2
+KEY_CHARS = 24  # the key ends every cached graph's name: <slot><key>.onnx
 
 
 def onnx_cache_key(weights_sha256: str, architecture: dict[str, object], height: int, width: int,
@@ -31,7 +32,7 @@ def onnx_cache_key(weights_sha256: str, architecture: dict[str, object], height:
     fields = {"weights_sha256": weights_sha256, "architecture": architecture, "height": height, "width": width,
               "max_disparity": max_disparity, "precision": precision, "opset": ONNX_OPSET,
               "torch": version("torch"), "export_format": EXPORT_FORMAT}
-    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:24]
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:KEY_CHARS]
 
 
 def cached_onnx_path(model: WeightsInfo, height: int, width: int, precision: str = "fp32") -> Path:
@@ -45,8 +46,8 @@ def cached_onnx_path(model: WeightsInfo, height: int, width: int, precision: str
 def prune_slot(kept: Path) -> list[Path]:
     """Remove the graphs (and sidecars) of `kept`'s slot beyond the KEEP_PER_SLOT most recently used; `kept`
     always stays. Returns the removed graphs. A file another process removed first is not an error."""
-    slot = kept.name[:-len(kept.name.rsplit("_", 1)[1])]
-    others = [p for p in kept.parent.glob(f"{slot}*.onnx") if p != kept and len(p.name) == len(kept.name)]
+    slot = kept.name[:-(KEY_CHARS + len(".onnx"))]
+    others = [p for p in kept.parent.glob(f"{slot}{'?' * KEY_CHARS}.onnx") if p != kept]
 
     def last_used(path: Path) -> int:
         try:
