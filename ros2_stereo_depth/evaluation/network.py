@@ -1,9 +1,11 @@
 """The network side of an evaluation, through the same backends and resize policy as the node.
 
 Node path (default): one backend at the network input size the node uses (the config's unless given),
-`infer_at_image_size` resizes each pair to it and the result back: exactly the disparity the node
-publishes for a camera of that resolution. Native path (`native=True`): a backend at the image's own
-size padded up to the network's size multiple (edge replication, right/bottom), output cropped back.
+`infer_at_image_size` resizes each pair to it, runs the network and the local matching and brings the
+result back: exactly the disparity the node publishes for a camera of that resolution. Native path
+(`native=True`): a backend at the image's own size padded up to the network's size multiple (edge
+replication, right/bottom), output cropped back, then the local matching's first level at that size.
+`matching` is the node's match_* parameters (default: the node's defaults; NO_MATCHING: the network alone).
 
 A pixel counts as predicted by the node's own rule (inference/base.py valid_disparity; the node's default
 parameters min_disparity 0.0, min_confidence 0.0).
@@ -17,6 +19,7 @@ import numpy as np
 
 from ..config import get_config
 from ..inference.base import StereoBackend, StereoResult, infer_at_image_size, valid_disparity
+from ..inference.local_matching import LocalMatching, refine_disparity
 from ..inference.select import BackendRequest, SelectedBackend, create_backend
 
 
@@ -27,6 +30,7 @@ class NetworkSettings:
     # (native) resolution (0: the config's). auto = ONNX Runtime without TensorRT.
     request: BackendRequest = field(default_factory=BackendRequest)
     native: bool = False
+    matching: LocalMatching = LocalMatching()  # the node's defaults (frozen: a shared default is safe)
     min_disparity: float = 0.0  # the node's defaults
     min_confidence: float = 0.0
 
@@ -60,9 +64,10 @@ class NetworkRunner:
         backend = self.backend_for(h, w).backend
         if self.settings.native:
             result = _infer_padded(backend, left_rgb, right_rgb)
+            disparity = refine_disparity(left_rgb, right_rgb, result.disparity_px, self.settings.matching.radius_px)
         else:
-            result = infer_at_image_size(backend, left_rgb, right_rgb)
-        disparity = result.disparity_px
+            result = infer_at_image_size(backend, left_rgb, right_rgb, self.settings.matching)
+            disparity = result.disparity_px
         predicted = valid_disparity(disparity, result.confidence, self.settings.min_disparity,
                                     self.settings.min_confidence)
         return disparity, predicted

@@ -3,7 +3,8 @@
 - Resolution: the pairs as given (full resolution) unless `scale` resizes them (images INTER_AREA, ground
   truth nearest neighbour with values times the width ratio): every number is in px at that resolution.
 - Network: by default what the node publishes for a camera of that resolution with its default parameters
-  (evaluation/network.py); `native` runs the network at the image's own size instead.
+  (evaluation/network.py), local matching included; `native` runs the network at the image's own size
+  instead; NetworkSettings.matching = NO_MATCHING scores the network alone.
 - SGBM: at the search range given (the network's, in px of the evaluated image) and, with sgbm="tuned"
   (the default), tuned on the ground truth (evaluation/sgbm.py). Ratios are always network / tuned SGBM.
 - Metrics (evaluation/metrics.py): dense, pooled over all pairs' pixels; `seconds` is the wall time per
@@ -84,6 +85,8 @@ def evaluate(named_pairs: Iterable[tuple[str, StereoPair]], settings: Evaluation
             "network_input": sorted(f"{b.backend.width}x{b.backend.height}" for b in runner.selected.values()),
             "search_range_px": sorted(ranges), "edge_threshold_px": EDGE_THRESHOLD_PX,
             "min_disparity": settings.network.min_disparity, "min_confidence": settings.network.min_confidence,
+            "match_radius_px": settings.network.matching.radius_px,
+            "match_camera_radius_px": 0 if settings.network.native else settings.network.matching.camera_radius_px,
         },
         "backend": f"{selected.backend.name} on {selected.backend.device}",
         "backend_reason": selected.reason,
@@ -143,7 +146,9 @@ def format_table(report: dict[str, object]) -> str:
     p: dict = report["protocol"]  # type: ignore[assignment]
     methods = [m for m in ("model", "sgbm", "sgbm_tuned") if m in report]
     lines = [f"{p['pairs']} pair(s) at scale {p['scale']} ({', '.join(p['resolution'])}), {p['path']} path "
-             f"(network input {', '.join(p['network_input'])}, search range {', '.join(map(str, p['search_range_px']))} px); "
+             f"(network input {', '.join(p['network_input'])}, search range {', '.join(map(str, p['search_range_px']))} px, "
+             f"local matching +-{p['match_radius_px']} px at the network input, +-{p['match_camera_radius_px']} px at "
+             "the image); "
              "dense metrics over all pixels with ground truth (no prediction = error); "
              f"edges: ground-truth jump > {p['edge_threshold_px']} px",
              f"network: {report['weights']}; {report['backend']}"]

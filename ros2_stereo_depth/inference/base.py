@@ -8,6 +8,8 @@ from typing import Protocol
 import cv2
 import numpy as np
 
+from .local_matching import NO_MATCHING, LocalMatching, refine_disparity
+
 
 @dataclass
 class StereoResult:
@@ -35,19 +37,26 @@ def resize_to_input(image: np.ndarray, width: int, height: int) -> np.ndarray:
     return cv2.resize(image, (width, height), interpolation=interp)
 
 
-def infer_at_image_size(backend: StereoBackend, left_rgb: np.ndarray, right_rgb: np.ndarray) -> StereoResult:
-    """Any-size pair -> disparity (px of these images) and confidence at their size.
+def infer_at_image_size(backend: StereoBackend, left_rgb: np.ndarray, right_rgb: np.ndarray,
+                        matching: LocalMatching = NO_MATCHING) -> StereoResult:
+    """Any-size pair -> disparity (px of these images) and confidence at their size: what the node publishes.
 
     The images are resized to the network input (INTER_AREA when shrinking: no aliasing) and the
-    result back; disparity is a horizontal length, so it also scales by the width ratio."""
+    result back; disparity is a horizontal length, so it also scales by the width ratio. `matching`
+    re-matches the network's answer locally (inference/local_matching.py) at the network input size and,
+    when the images are larger, at theirs; the node passes its match_* parameters, NO_MATCHING gives the
+    network alone."""
     h, w = left_rgb.shape[:2]
     if right_rgb.shape != left_rgb.shape:
         raise ValueError(f"left image is {w}x{h}, right is {right_rgb.shape[1]}x{right_rgb.shape[0]}")
+    small_left = resize_to_input(left_rgb, backend.width, backend.height)
+    small_right = resize_to_input(right_rgb, backend.width, backend.height)
+    result = backend.infer(small_left, small_right)
+    disparity = refine_disparity(small_left, small_right, result.disparity_px, matching.radius_px)
     if (w, h) == (backend.width, backend.height):
-        return backend.infer(left_rgb, right_rgb)
-    result = backend.infer(resize_to_input(left_rgb, backend.width, backend.height),
-                           resize_to_input(right_rgb, backend.width, backend.height))
-    disparity = cv2.resize(result.disparity_px, (w, h), interpolation=cv2.INTER_LINEAR) * np.float32(w / backend.width)
+        return StereoResult(disparity, result.confidence)
+    disparity = cv2.resize(disparity, (w, h), interpolation=cv2.INTER_LINEAR) * np.float32(w / backend.width)
+    disparity = refine_disparity(left_rgb, right_rgb, disparity, matching.camera_radius_px)
     return StereoResult(disparity, cv2.resize(result.confidence, (w, h), interpolation=cv2.INTER_LINEAR))
 
 

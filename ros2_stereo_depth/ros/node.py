@@ -39,6 +39,7 @@ from stereo_msgs.msg import DisparityImage
 
 from ..config import ENGINE_PRECISIONS
 from ..image_encoding import ImageError, image_to_rgb
+from ..inference.local_matching import MAX_RADIUS_PX, LocalMatching
 from ..inference.select import BACKENDS, BackendRequest, create_backend
 from .approximate_sync import ApproximateTimeSync
 from .health import Health, Throttle, adaptation_values
@@ -92,6 +93,12 @@ PARAMETERS: dict[str, Param] = {
                            -1024.0, 1024.0, read_only=False),
     "min_confidence": Param(0.0, "pixels whose network confidence is below this are invalid (0: keep all)",
                             0.0, 1.0, read_only=False),
+    "match_radius_px": Param(LocalMatching().radius_px, "local matching around the network's disparity at the "
+                             "network input size: search +- this many px (census, 9x9 window); 0: the network alone",
+                             0, MAX_RADIUS_PX, read_only=False),
+    "match_camera_radius_px": Param(LocalMatching().camera_radius_px, "then, when the camera is larger than the "
+                                    "network input, +- this many px at the camera resolution; 0: off",
+                                    0, MAX_RADIUS_PX, read_only=False),
     "use_color": Param(True, "points2 carries an rgb field (from left/image_rect_color when published, "
                        "else left/image_rect)", read_only=False),
     "avoid_point_cloud_padding": Param(False, "points2 packed (x y z rgb, 16 bytes) instead of stereo_image_proc's "
@@ -131,7 +138,8 @@ def check_adaptation(params: Mapping[str, Any]) -> None:
 def output_settings(params: Mapping[str, Any]) -> OutputSettings:
     """The processor's settings from the node's parameter values (the bench passes the defaults)."""
     return OutputSettings(params["min_disparity"], params["min_confidence"], params["use_color"],
-                          params["avoid_point_cloud_padding"])
+                          params["avoid_point_cloud_padding"],
+                          LocalMatching(params["match_radius_px"], params["match_camera_radius_px"]))
 
 
 class StereoDepthPipeline:

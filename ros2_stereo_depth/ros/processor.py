@@ -20,6 +20,7 @@ from ..fileio import colourise_disparity
 from ..geometry import CalibrationError, StereoCamera
 from ..image_encoding import ImageError, image_to_rgb
 from ..inference.base import StereoBackend, infer_at_image_size, valid_disparity
+from ..inference.local_matching import LocalMatching
 from .conversions import array_to_image, build_disparity_image, build_point_cloud, empty_image, valid_window
 
 # The network regresses a continuous (soft-argmin) disparity; 1/16 px is the nominal sub-pixel step
@@ -53,6 +54,7 @@ class OutputSettings:
     min_confidence: float = 0.0
     use_color: bool = True
     avoid_point_cloud_padding: bool = False
+    matching: LocalMatching = LocalMatching()  # frozen: a shared default is safe
 
 
 def check_inputs(msgs: Sequence[Any], topics: Sequence[str]) -> tuple[StereoSet, list[tuple[str, str, str]]]:
@@ -98,9 +100,9 @@ class StereoProcessor:
         self.timings_s: dict[str, float] = {}  # of the last set, per stage (for diagnostics and bench)
 
     def disparity(self, stereo: StereoSet, settings: OutputSettings) -> tuple[np.ndarray, np.ndarray]:
-        """Network disparity at the camera resolution in DisparityImage convention (invalid =
-        min_disparity - 1) and the network's confidence (0..1) at the same size."""
-        result = infer_at_image_size(self.backend, stereo.left_rgb, stereo.right_rgb)
+        """Disparity at the camera resolution (network, then local matching) in DisparityImage convention
+        (invalid = min_disparity - 1) and the network's confidence (0..1) at the same size."""
+        result = infer_at_image_size(self.backend, stereo.left_rgb, stereo.right_rgb, settings.matching)
         disparity = result.disparity_px.astype(np.float32, copy=False)
         if stereo.camera.delta_cx_px:  # x_left - x_right corrected for the principal points
             disparity = disparity + np.float32(stereo.camera.delta_cx_px)

@@ -9,6 +9,7 @@ import argparse
 
 from ..artifacts.weights import LoadedModel, load_model
 from ..config import CONFIGS, ENGINE_PRECISIONS
+from ..inference.local_matching import MAX_RADIUS_PX, LocalMatching
 from ..inference.select import BACKENDS, BackendRequest
 
 
@@ -52,3 +53,19 @@ def backend_request(args: argparse.Namespace) -> BackendRequest:
     return BackendRequest(backend=args.backend, config=args.config, weights=args.weights or "",
                           height=args.height or 0, width=args.width or 0, max_disparity=args.max_disparity or 0,
                           engine_path=args.engine, precision=args.precision, threads=args.threads)
+
+
+def add_matching_arguments(parser: argparse.ArgumentParser) -> None:
+    """The local matching after the network (the node's match_* parameters, same defaults)."""
+    group = parser.add_argument_group("local matching (inference/local_matching.py)")
+    default = LocalMatching()
+    group.add_argument("--match-radius", type=int, default=default.radius_px,
+                       help=f"+- px searched around the network's disparity at the network input size, 0 to "
+                            f"{MAX_RADIUS_PX} (default {default.radius_px}, as the node; 0: the network alone)")
+    group.add_argument("--match-camera-radius", type=int, default=default.camera_radius_px,
+                       help="+- px searched then at the image resolution when it is larger than the network "
+                            f"input (default {default.camera_radius_px}, as the node; 0: off)")
+
+
+def local_matching(args: argparse.Namespace) -> LocalMatching:
+    return LocalMatching(args.match_radius, args.match_camera_radius)

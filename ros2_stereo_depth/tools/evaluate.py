@@ -7,12 +7,13 @@ import json
 from ..evaluation.network import NetworkSettings
 from ..evaluation.pairs import evaluation_pairs
 from ..evaluation.protocol import SGBM_MODES, EvaluationSettings, evaluate, format_table
-from .args import add_backend_arguments, add_model_arguments, backend_request
+from .args import add_backend_arguments, add_matching_arguments, add_model_arguments, backend_request, local_matching
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)  # --height/--width: the node path's network input
     add_backend_arguments(parser)  # --backend as the node's parameter
+    add_matching_arguments(parser)
     parser.add_argument("--native", action="store_true",
                         help="run the network at the image's own size (padded to its size multiple) instead of "
                              "the node's input size; --max-disparity is then at the image resolution")
@@ -43,7 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.native and (args.height or args.width):
         raise ValueError("--native runs the network at the image size: --height / --width do not apply")
-    network = NetworkSettings(backend_request(args), native=args.native, min_confidence=args.min_confidence)
+    network = NetworkSettings(backend_request(args), native=args.native, matching=local_matching(args),
+                              min_confidence=args.min_confidence)
     settings = EvaluationSettings(network=network, scale=args.scale, sgbm=args.sgbm, picture=args.picture)
     pairs = evaluation_pairs(args.dataset, args.format, args.gt_scale, args.left, args.right, args.gt,
                              args.frames)

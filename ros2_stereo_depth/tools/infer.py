@@ -9,7 +9,7 @@ from ..fileio import read_rgb, write_disparity, write_ply
 from ..geometry import StereoCamera
 from ..inference.base import infer_at_image_size
 from ..inference.select import create_backend
-from .args import add_backend_arguments, add_model_arguments, backend_request
+from .args import add_backend_arguments, add_matching_arguments, add_model_arguments, backend_request, local_matching
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,6 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="disparity output: .pfm, .npy or .png (colour map)")
     add_model_arguments(parser)
     add_backend_arguments(parser, default="torch")
+    add_matching_arguments(parser)
     parser.add_argument("--ply", help="also write a PLY point cloud (needs --fx and --baseline)")
     parser.add_argument("--fx", type=float, help="focal length in pixels of the input images")
     parser.add_argument("--cx", type=float, help="principal point x (default: image centre)")
@@ -32,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     print(selected.describe())
     backend = selected.backend
     left, right = read_rgb(args.left), read_rgb(args.right)
-    disparity = infer_at_image_size(backend, left, right).disparity_px
+    disparity = infer_at_image_size(backend, left, right, local_matching(args)).disparity_px
     write_disparity(args.out, disparity)
     print(f"wrote {args.out}: disparity {np.nanmin(disparity):.2f}..{np.nanmax(disparity):.2f} px")
     if args.ply:
