@@ -1,0 +1,115 @@
+"""Local matching around the network's disparity (inference/local_matching.py) on pairs with exact disparity."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from ros2_stereo_depth.data.synthetic import SceneParams, SyntheticSequence
+from ros2_stereo_depth.inference.base import StereoResult, infer_at_image_size
+from ros2_stereo_depth.inference.local_matching import (CENSUS_OFFSETS, NO_MATCHING, LocalMatching, census_transform,
+                                                        refine_disparity)
+
+
+def textured_shift(disparity_px: int, height: int = 96, width: int = 160, blur_px: float = 1.0, seed: int = 0):
+    """A fronto-parallel textured plane at an integer disparity: right(x - d) = left(x) exactly."""
+    rng = np.random.default_rng(seed)
+    noise = rng.uniform(0, 255, (height, width + disparity_px, 3)).astype(np.float32)
+    texture = cv2.GaussianBlur(noise, (0, 0), blur_px)
+    texture = np.clip((texture - texture.mean()) * 3 + 128, 0, 255).astype(np.uint8)
+    return texture[:, :width].copy(), texture[:, disparity_px:disparity_px + width].copy()
+
+
+@pytest.fixture(scope="module")
+def scene():
+    """A layered synthetic scene (planes, slants, occlusions) with exact disparity."""
+    return SyntheticSequence(SceneParams(height=192, width=256, max_disparity_px=48.0), seed=5).frame(0)
+
+
+def test_census_bits_follow_the_offsets():
+    gray = np.full((9, 9), 100, np.uint8)
+    dy, dx = CENSUS_OFFSETS[5]
+    gray[4 + dy, 4 + dx] = 50  # one darker neighbour of the centre pixel (4, 4)
+    codes = census_transform(gray)
+    assert codes.dtype == np.uint32 and codes.shape == (9, 9)
+    assert int(codes[4, 4]) == 1 << 5
+    assert int(codes[0, 0]) == 0  # no darker neighbour (the darker pixel is not in its checkerboard)
+
+
+def test_a_prior_a_few_px_off_is_corrected_to_sub_pixel(scene):
+    truth = scene.disparity_px
+    rng = np.random.default_rng(1)
+    offset = cv2.resize(rng.uniform(-6, 6, (6, 8)).astype(np.float32), truth.shape[::-1], interpolation=cv2.INTER_CUBIC)
+    prior = truth + offset
+    refined = refine_disparity(scene.left, scene.right, prior, 8)
+    visible = ~scene.occluded
+    before, after = np.abs(prior - truth)[visible], np.abs(refined - truth)[visible]
+    assert (before > 1).mean() > 0.6
+    assert (after > 1).mean() < 0.15, f"bad-1 {100 * (after > 1).mean():.1f} % after matching"
+    assert np.median(after) < 0.3
+
+
+def test_outside_the_radius_or_without_texture_the_prior_stays():
+    # A smooth texture: the cost falls all the way to the true match, so +-8 around a prior 10.5 px off
+    # has its minimum at its edge (22 px), which says "outside": the prior stays.
+    left, right = textured_shift(20, blur_px=4.0)
+    far = np.full(left.shape[:2], 30.5, np.float32)
+    refined = refine_disparity(left, right, far, 8)
+    inner = (slice(8, -8), slice(40, -8))
+    assert (refined[inner] == far[inner]).mean() > 0.95
+    near = np.full(left.shape[:2], 23.7, np.float32)
+    np.testing.assert_allclose(refine_disparity(left, right, near, 8)[inner], 20.0, atol=0.25)
+    flat = np.full((64, 96, 3), 90, np.uint8)  # no texture: every candidate costs the same
+    smooth = np.linspace(10.0, 14.0, 96, dtype=np.float32)[None, :].repeat(64, 0)
+    np.testing.assert_array_equal(refine_disparity(flat, flat, smooth, 8), smooth)
+    np.testing.assert_array_equal(refine_disparity(left, right, near, 0), near)  # radius 0: off
+
+
+def test_bad_settings_and_sizes_are_refused():
+    with pytest.raises(ValueError, match="radius_px must be in"):
+        LocalMatching(radius_px=-1)
+    with pytest.raises(ValueError, match="camera_radius_px must be in"):
+        LocalMatching(camera_radius_px=33)
+    left, right = textured_shift(4)
+    with pytest.raises(ValueError, match="must match the disparity"):
+        refine_disparity(left, right, np.zeros((10, 10), np.float32), 4)
+
+
+class HalfSizeOracle:
+    """A stand-in network at half the image size that answers the true disparity of the shrunken pair
+    plus a fixed error, so the test sees what each matching level adds to it."""
+    name, device = "oracle", "cpu"
+
+    def __init__(self, truth_small: np.ndarray, error_px: float) -> None:
+        self.height, self.width = truth_small.shape
+        self.max_disparity = 64
+        self.answer = truth_small + np.float32(error_px)
+
+    def infer(self, left_rgb: np.ndarray, right_rgb: np.ndarray) -> StereoResult:
+        assert left_rgb.shape[:2] == (self.height, self.width)
+        return StereoResult(self.answer.copy(), np.ones_like(self.answer))
+
+
+def test_both_levels_at_image_size(scene):
+    truth = scene.disparity_px
+    h, w = truth.shape
+    small_truth = cv2.resize(truth, (w // 2, h // 2), interpolation=cv2.INTER_NEAREST) / 2
+    visible = ~scene.occluded
+
+    def errors(error_px: float, matching: LocalMatching) -> tuple[float, float]:
+        """bad-1 (%) and mean error (px) on the visible pixels."""
+        oracle = HalfSizeOracle(small_truth, error_px)
+        d = infer_at_image_size(oracle, scene.left, scene.right, matching).disparity_px
+        assert d.shape == (h, w)
+        error = np.abs(d - truth)[visible]
+        return float((error > 1).mean() * 100), float(error.mean())
+
+    # 5 px off at the network size, 10 px at the image's: only the first level reaches it.
+    assert errors(5.0, NO_MATCHING)[0] > 95
+    assert errors(5.0, LocalMatching(0, 4))[0] > 90
+    first, both = errors(5.0, LocalMatching(8, 0)), errors(5.0, LocalMatching(8, 3))
+    assert first[0] < 10 and both[0] < 10
+    assert both[1] < first[1], (first, both)  # the image-size level adds precision
+    # 1.5 px off at the network size (3 at the image's): the image-size level alone corrects it.
+    assert errors(1.5, NO_MATCHING)[0] > 95
+    assert errors(1.5, LocalMatching(0, 4))[0] < 10
