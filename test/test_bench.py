@@ -37,7 +37,8 @@ def test_stage_split_attributes_inference_time_to_inference():
     inference = stages["inference"]["p50_ms"]
     # normalisation, timed apart on the same arrays, moves from inference to preprocessing: +-5 ms of noise
     assert INFER_S * 1e3 - 5.0 <= inference < INFER_S * 1e3 + 40.0
-    others = stage_total_ms(stages) - inference
+    assert stages["matching"]["p50_ms"] > 0.0  # the local matching after the network, timed apart
+    others = stage_total_ms(stages) - inference - stages["matching"]["p50_ms"]
     assert 0.0 < others < 40.0  # 160x120 conversions, resizes and cloud: a few ms even on a busy machine
     assert all(stages[s]["p50_ms"] > 0.0 for s in ("check_inputs", "preprocessing", "messages", "serialise"))
 
@@ -101,10 +102,12 @@ def test_stage_sum_matches_end_to_end_latency_through_dds(report):
 def test_chart_points_and_png(report):
     data, out = report
     sgbm, tiny = data["chart"]["OpenCV SGBM"], data["chart"]["tiny on onnxruntime"]
-    assert [p["size"] for p in sgbm] == [p["size"] for p in tiny] == ["128x96"]
-    for point in sgbm + tiny:
+    matched = data["chart"]["tiny + matching on onnxruntime"]
+    assert [p["size"] for p in sgbm] == [p["size"] for p in tiny] == [p["size"] for p in matched] == ["128x96"]
+    for point in sgbm + tiny + matched:
         assert 0.0 < point["bad2"] < 100.0 and point["p50_ms"] > 0.0
     assert sgbm[0]["bad2"] != tiny[0]["bad2"]
+    assert matched[0]["bad2"] < tiny[0]["bad2"]  # the matching's gain on Aloe
     image = cv2.imread(str(out / "chart.png"))
     assert image is not None and image.shape == (600, 900, 3)
     assert (image < 128).any(axis=2).mean() > 0.005  # axes, lines and labels were drawn

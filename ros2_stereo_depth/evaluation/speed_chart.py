@@ -5,7 +5,9 @@ Protocol (README *Accuracy*): Aloe at half size (641x555) with its ground truth,
 evaluation/metrics.py. A method "at WxH" gets the pair resized to WxH (INTER_AREA) and its disparity
 is brought back to 641x555 and scaled by the width ratio, as the node does for a camera whose images
 are not the network's input size (inference/base.py `infer_at_image_size`); so every size is scored
-against the same ground truth, and the time is that of the method at WxH alone.
+against the same ground truth, and the time is that of the method at WxH alone. A config appears twice:
+the network alone, and with the local matching at WxH (`+ matching`: the node's first matching level;
+the second, at the camera resolution, is left out so that the time covers all that the accuracy does).
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import cv2
 import numpy as np
 
 from ..inference.base import StereoBackend, infer_at_image_size
+from ..inference.local_matching import LocalMatching
 from .metrics import disparity_metrics
 from .sgbm import sgbm_disparity
 from .speed import time_interleaved
@@ -57,21 +60,32 @@ def sgbm_at(left: np.ndarray, right: np.ndarray, size: tuple[int, int], max_disp
 SGBM = "OpenCV SGBM"
 
 
-def accuracy_at_size(methods: dict[str, tuple[StereoBackend | None, int]], size: tuple[int, int], repeats: int,
+Method = tuple[StereoBackend | None, int, LocalMatching]  # backend (None: SGBM), search range, matching
+
+
+def with_matching_at_input(radius_px: int) -> LocalMatching:
+    """The local matching at the method's input size only (see the module docstring)."""
+    return LocalMatching(radius_px, 0)
+
+
+def accuracy_at_size(methods: dict[str, Method], size: tuple[int, int], repeats: int,
                      aloe: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]) -> dict[str, dict[str, Any]]:
-    """Dense bad-2 on Aloe of each method (name -> (backend, or None for SGBM; search range)) run at
-    `size`, and its time at `size` on the same resized pair, all methods timed interleaved."""
+    """Dense bad-2 on Aloe of each method (name -> Method) run at `size`, and its time at `size` on the
+    same resized pair, all methods timed interleaved."""
     left, right, gt, valid = aloe
     small = [cv2.resize(im, size, interpolation=cv2.INTER_AREA) for im in (left, right)]
     fns: dict[str, Any] = {}
     points: dict[str, dict[str, Any]] = {}
-    for name, (backend, max_disparity) in methods.items():
+    for name, (backend, max_disparity, matching) in methods.items():
         if backend is None:
             disparity, predicted = sgbm_at(left, right, size, max_disparity)
             fns[name] = lambda l, r, d=max_disparity: sgbm_disparity(l, r, d)
         else:
-            disparity, predicted = infer_at_image_size(backend, left, right).disparity_px, np.ones(gt.shape, bool)
-            fns[name] = backend.infer
+            if matching.camera_radius_px:
+                raise ValueError("the chart times a method at its input size only: camera_radius_px must be 0")
+            disparity = infer_at_image_size(backend, left, right, matching).disparity_px
+            predicted = np.ones(gt.shape, bool)
+            fns[name] = lambda l, r, b=backend, m=matching: infer_at_image_size(b, l, r, m)
         points[name] = {"size": f"{size[0]}x{size[1]}", "max_disparity": max_disparity,
                         "bad2": dense_bad2(disparity, predicted, gt, valid)}
     for name, timing in time_interleaved(fns, [(small[0], small[1])], repeats, 1).items():

@@ -2,6 +2,7 @@
 that says which output pixels are valid (the node and `evaluate` both apply it)."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -13,8 +14,9 @@ from .local_matching import NO_MATCHING, LocalMatching, refine_disparity
 
 @dataclass
 class StereoResult:
-    disparity_px: np.ndarray  # (H,W) float32 at the network input size
+    disparity_px: np.ndarray  # (H,W) float32 at the network input size (infer_at_image_size: the images')
     confidence: np.ndarray  # (H,W) float32 in [0,1]
+    matching_s: float = 0.0  # infer_at_image_size: seconds spent in the local matching (for the bench)
 
 
 class StereoBackend(Protocol):
@@ -52,12 +54,16 @@ def infer_at_image_size(backend: StereoBackend, left_rgb: np.ndarray, right_rgb:
     small_left = resize_to_input(left_rgb, backend.width, backend.height)
     small_right = resize_to_input(right_rgb, backend.width, backend.height)
     result = backend.infer(small_left, small_right)
+    started = time.perf_counter()
     disparity = refine_disparity(small_left, small_right, result.disparity_px, matching.radius_px)
+    matching_s = time.perf_counter() - started
     if (w, h) == (backend.width, backend.height):
-        return StereoResult(disparity, result.confidence)
+        return StereoResult(disparity, result.confidence, matching_s)
     disparity = cv2.resize(disparity, (w, h), interpolation=cv2.INTER_LINEAR) * np.float32(w / backend.width)
+    started = time.perf_counter()
     disparity = refine_disparity(left_rgb, right_rgb, disparity, matching.camera_radius_px)
-    return StereoResult(disparity, cv2.resize(result.confidence, (w, h), interpolation=cv2.INTER_LINEAR))
+    matching_s += time.perf_counter() - started
+    return StereoResult(disparity, cv2.resize(result.confidence, (w, h), interpolation=cv2.INTER_LINEAR), matching_s)
 
 
 def valid_disparity(disparity_px: np.ndarray, confidence: np.ndarray, min_disparity: float,

@@ -89,45 +89,49 @@ def refine_disparity(left_rgb: np.ndarray, right_rgb: np.ndarray, disparity_px: 
     if left_rgb.shape[:2] != (h, w) or right_rgb.shape[:2] != (h, w):
         raise ValueError(f"local matching: images {left_rgb.shape[1]}x{left_rgb.shape[0]} and "
                          f"{right_rgb.shape[1]}x{right_rgb.shape[0]} must match the disparity's {w}x{h}")
-    left_bytes = census_transform(cv2.cvtColor(left_rgb, cv2.COLOR_RGB2GRAY)).view(np.uint8).reshape(h, w * 4)
-    right_planes = census_transform(cv2.cvtColor(right_rgb, cv2.COLOR_RGB2GRAY)).view(np.uint16).reshape(h, w, 2)
+    left_codes = census_transform(cv2.cvtColor(left_rgb, cv2.COLOR_RGB2GRAY))
+    right_codes = census_transform(cv2.cvtColor(right_rgb, cv2.COLOR_RGB2GRAY)).ravel()
     centre = np.rint(np.nan_to_num(prior, nan=0.0))
     x_minus_centre = np.arange(w, dtype=np.float32)[None, :] - centre
-    map_x = np.empty((h, w), np.float32)
-    map_y = np.repeat(np.arange(h, dtype=np.float32)[:, None], w, axis=1)
     window = (WINDOW_PX, WINDOW_PX)
     # A candidate offset cannot be judged where a pixel of its window would be matched left of the right
     # image: offset > min over the window of (x - centre), an erosion.
     window_room = cv2.erode(x_minus_centre, np.ones(window, np.uint8), borderType=cv2.BORDER_REPLICATE)
+    # Flat index of each pixel's match at offset 0, clipped into its row (np.take: faster than cv2.remap).
+    row_start = (np.arange(h, dtype=np.int32) * w)[:, None]
+    x_match = np.clip(x_minus_centre, -2 * w, 2 * w).astype(np.int32)
+    index = np.empty((h, w), np.int32)
     step_penalty = round(STEP_PENALTY * WINDOW_PX ** 2)  # in window sums of bits
+    index_bits = 128  # > 2 * MAX_RADIUS_PX + 1: the candidate's index rides in the low bits of its key
 
-    # Window sums of every candidate (uint16: 24 bits x 81 fits), kept for the sub-pixel parabola.
+    # Window sums of every candidate (uint16: 24 bits x 81 fits), kept for the sub-pixel parabola, and the
+    # running minimum of key = penalised cost x 128 + candidate index (exact in float32).
     costs = np.empty((2 * radius + 1, h, w), np.uint16)
-    best = np.full((h, w), np.iinfo(np.uint16).max, np.uint16)
-    best_index = np.zeros((h, w), np.intp)
-    penalised = np.empty((h, w), np.uint16)
-    improved = np.empty((h, w), bool)
-    for index, offset in enumerate(range(-radius, radius + 1)):
-        np.subtract(x_minus_centre, np.float32(offset), out=map_x)  # x - candidate disparity
-        matched = cv2.remap(right_planes, map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT)
-        bits = np.bitwise_count(cv2.bitwise_xor(left_bytes, matched.view(np.uint8).reshape(h, w * 4)).view(np.uint32))
-        cv2.boxFilter(bits, cv2.CV_16U, window, dst=costs[index], normalize=False, borderType=cv2.BORDER_REFLECT)
-        np.copyto(costs[index], UNMATCHABLE, where=window_room < offset)
-        cv2.add(costs[index], step_penalty * abs(offset), dst=penalised, dtype=cv2.CV_16U)
-        np.less(penalised, best, out=improved)
-        np.copyto(best, penalised, where=improved)
-        np.copyto(best_index, index, where=improved)
+    best_key = np.full((h, w), np.inf, np.float32)
+    key = np.empty((h, w), np.float32)
+    for candidate, offset in enumerate(range(-radius, radius + 1)):
+        np.subtract(x_match, offset, out=index)
+        np.clip(index, 0, w - 1, out=index)
+        index += row_start
+        bits = np.bitwise_count(np.bitwise_xor(left_codes, np.take(right_codes, index)))
+        cv2.boxFilter(bits, cv2.CV_16U, window, dst=costs[candidate], normalize=False, borderType=cv2.BORDER_REFLECT)
+        np.copyto(costs[candidate], UNMATCHABLE, where=window_room < offset)
+        cv2.addWeighted(costs[candidate], float(index_bits), costs[candidate], 0.0,
+                        float((step_penalty * abs(offset)) * index_bits + candidate), dst=key, dtype=cv2.CV_32F)
+        np.minimum(best_key, key, out=best_key)
 
+    best_index = best_key.astype(np.int64) % index_bits
     neighbour = np.clip(best_index, 1, 2 * radius - 1)
-    raw = [np.take_along_axis(costs, (neighbour + k)[None], 0)[0].astype(np.float32) for k in (-1, 0, 1)]
+    raw = np.take_along_axis(costs, neighbour[None] + np.arange(-1, 2)[:, None, None], 0).astype(np.float32)
     # No texture: the window sums do not change around the minimum, the data say nothing and the
     # network's (sub-pixel, smooth) value stays, rather than its rounding.
     informative = (raw[0] != raw[1]) | (raw[2] != raw[1])
-    matchable = (raw[0] < UNMATCHABLE) & (raw[1] < UNMATCHABLE) & (raw[2] < UNMATCHABLE)
+    matchable = (raw < UNMATCHABLE).all(axis=0)
     trusted = raw[1] <= MAX_MATCH_COST * len(CENSUS_OFFSETS) * WINDOW_PX ** 2
     inside = (best_index > 0) & (best_index < 2 * radius) & informative & matchable & trusted
-    below, at, above = (r + np.float32(step_penalty) * np.abs(neighbour + k - radius) for r, k in zip(raw, (-1, 0, 1)))
+    below, at, above = raw + np.float32(step_penalty) * np.abs(neighbour[None] + np.arange(-1, 2)[:, None, None] - radius)
     curvature = below - 2.0 * at + above
     sub_px = np.where(curvature > 0, 0.5 * (below - above) / np.maximum(curvature, 1e-6), 0.0)
     matched_px = centre + (best_index - radius) + np.clip(sub_px, -0.5, 0.5)
+    inside &= matched_px >= 0  # a negative disparity is no answer
     return np.where(inside, matched_px, prior).astype(np.float32)
