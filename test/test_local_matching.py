@@ -49,6 +49,24 @@ def test_a_prior_a_few_px_off_is_corrected_to_sub_pixel(scene):
     assert np.median(after) < 0.3
 
 
+def test_edge_seeds_recover_the_sides_of_a_blurred_depth_edge(scene):
+    """A prior blurred like the network's edges (Gaussian, sigma 6 px) is wrong by more than the radius
+    near depth edges; the searches around its local max and min find each side's disparity there."""
+    from ros2_stereo_depth.evaluation.metrics import depth_edges
+
+    truth, visible = scene.disparity_px, ~scene.occluded
+    near_edge = cv2.dilate(depth_edges(truth, np.ones_like(visible)).astype(np.uint8), np.ones((15, 15), np.uint8)) > 0
+    prior = cv2.GaussianBlur(truth, (0, 0), 6)
+
+    def bad1_near_edges(edge_seeds: bool) -> float:
+        error = np.abs(refine_disparity(scene.left, scene.right, prior, 8, edge_seeds) - truth)
+        return float((error[near_edge & visible] > 1).mean() * 100)
+
+    assert (np.abs(prior - truth)[near_edge & visible] > 1).mean() > 0.9
+    without, with_seeds = bad1_near_edges(False), bad1_near_edges(True)
+    assert without > 45 and with_seeds < 20, (without, with_seeds)
+
+
 def test_outside_the_radius_or_without_texture_the_prior_stays():
     # A smooth texture: the cost falls all the way to the true match, so +-8 around a prior 10.5 px off
     # has its minimum at its edge (22 px), which says "outside": the prior stays.
@@ -121,8 +139,8 @@ def test_parallel_bands_give_the_whole_image_result(scene, monkeypatch):
     import ros2_stereo_depth.inference.local_matching as local_matching
 
     prior = scene.disparity_px + np.float32(2.6)
-    whole = local_matching.refine_band(scene.left, scene.right, prior, 8)
+    whole = local_matching.refine_band(scene.left, scene.right, prior, 8, edge_seeds=True)
     monkeypatch.setattr(local_matching, "BANDS", 3)
-    banded = refine_disparity(scene.left, scene.right, prior, 8)
+    banded = refine_disparity(scene.left, scene.right, prior, 8, edge_seeds=True)
     np.testing.assert_array_equal(banded, whole)
     assert np.abs(whole - prior).max() > 1.0  # the matching did change the prior

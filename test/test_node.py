@@ -71,7 +71,7 @@ def network_then_matching(backend, sample, matching):
     """The node's disparity computed here step by step: resize to 256x192, network, local matching there,
     resize back and x320/256, local matching at the camera's 320x240."""
     small = [cv2.resize(image, (256, 192), interpolation=cv2.INTER_AREA) for image in (sample.left, sample.right)]
-    coarse = refine_disparity(*small, backend.infer(*small).disparity_px, matching.radius_px)
+    coarse = refine_disparity(*small, backend.infer(*small).disparity_px, matching.radius_px, edge_seeds=True)
     expected = cv2.resize(coarse, (320, 240), interpolation=cv2.INTER_LINEAR) * np.float32(320 / 256)
     return refine_disparity(sample.left, sample.right, expected, matching.camera_radius_px)
 

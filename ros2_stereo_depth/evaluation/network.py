@@ -64,7 +64,9 @@ class NetworkRunner:
         backend = self.backend_for(h, w).backend
         if self.settings.native:
             result = _infer_padded(backend, left_rgb, right_rgb)
-            disparity = refine_disparity(left_rgb, right_rgb, result.disparity_px, self.settings.matching.radius_px)
+            matching = self.settings.matching
+            disparity = refine_disparity(left_rgb, right_rgb, result.disparity_px, matching.radius_px, edge_seeds=True,
+                                         threads=matching.threads)
         else:
             result = infer_at_image_size(backend, left_rgb, right_rgb, self.settings.matching)
             disparity = result.disparity_px

@@ -12,11 +12,11 @@ keeps the network's answer as a prior and re-matches every pixel within +-radius
   lies strictly inside the search window (a minimum at the window's edge says the answer is outside it)
   and is a good match (MAX_MATCH_COST: on a noisy camera every candidate is poor, and the prior stays).
 
-Two levels (`match_at_sizes` callers: inference/base.py infer_at_image_size): at the network input size
-(radius_px, on the images the network saw), then, when the camera is larger, at the camera resolution
-(camera_radius_px) around the upsampled result. The network gives the global answer (textureless
-regions, occlusions, the search range); matching gives the precision. Aloe, `fast` through the node path:
-bad-2 44.0 -> 25.7 % at full size (README "Accuracy"). The constants below were chosen on Aloe, the
+Two levels (inference/base.py infer_at_image_size): at the network input size (radius_px, on the images
+the network saw, with edge seeds: see `refine_band`), then, when the camera is larger, at the camera
+resolution (camera_radius_px) around the upsampled result. The network gives the global answer
+(textureless regions, occlusions, the search range); matching gives the precision. Aloe, `fast` through
+the node path: bad-2 44.0 -> 22.3 % at full size (README "Accuracy"). The constants below were chosen on Aloe, the
 held-out-domain recording and the demo scene, which are also what we evaluate on: treat those figures
 as tuned, not blind.
 """
@@ -44,12 +44,17 @@ STEP_PENALTY = 0.25  # mean Hamming bits per px of departure from the network's 
 MAX_MATCH_COST = 0.25
 UNMATCHABLE = np.iinfo(np.uint16).max  # the cost of a candidate whose window reaches outside the right image
 MAX_RADIUS_PX = 32
+# Edge seeds (refine_band): local max / min of the prior over this window (px at the matched size), and
+# the margin (mean bits per window pixel) by which a seed's match must beat the first one. Aloe, fast:
+# 25.7 -> 22.3 % bad-2 at full size, 20.8 -> 17.8 % at half; the noisy recording unchanged.
+SEED_WINDOW_PX = 31
+SEED_MARGIN = 1.0
 # Horizontal bands matched in parallel threads (NumPy and OpenCV release the GIL): 1.5-1.7x faster on 2
-# cores, bit-identical, because each band carries BAND_HALO_ROWS of context (census + window).
-BANDS = min(4, os.cpu_count() or 1)
-BAND_HALO_ROWS = CENSUS_RADIUS + WINDOW_PX // 2
+# cores, bit-identical, because each band carries BAND_HALO_ROWS of context (census, window, seeds).
+BANDS = min(4, os.cpu_count() or 1)  # by default
+BAND_HALO_ROWS = CENSUS_RADIUS + WINDOW_PX // 2 + SEED_WINDOW_PX // 2
 MIN_BAND_ROWS = 32
-_pool: ThreadPoolExecutor | None = None
+_pools: dict[int, ThreadPoolExecutor] = {}  # by band count, created on first use
 
 
 @dataclass(frozen=True)
@@ -58,12 +63,15 @@ class LocalMatching:
     match_radius_px and match_camera_radius_px; their defaults are these."""
     radius_px: int = 16  # at the network input size
     camera_radius_px: int = 4  # at the camera resolution, when it is not the network input size
+    threads: int = 0  # bands matched in parallel; 0: BANDS (the node passes its `threads` parameter)
 
     def __post_init__(self) -> None:
         for name in ("radius_px", "camera_radius_px"):
             value = getattr(self, name)
             if not 0 <= value <= MAX_RADIUS_PX:
                 raise ValueError(f"local matching {name} must be in [0, {MAX_RADIUS_PX}], not {value}")
+        if self.threads < 0:
+            raise ValueError(f"local matching threads must be >= 0, not {self.threads}")
 
 
 NO_MATCHING = LocalMatching(0, 0)
@@ -83,42 +91,59 @@ def census_transform(gray: np.ndarray) -> np.ndarray:
 
 
 def refine_disparity(left_rgb: np.ndarray, right_rgb: np.ndarray, disparity_px: np.ndarray,
-                     radius_px: int) -> np.ndarray:
+                     radius_px: int, edge_seeds: bool = False, threads: int = 0) -> np.ndarray:
     """The network's disparity (H,W, px of these images) re-matched within +-radius_px (see
-    `refine_band`), in BANDS horizontal bands in parallel."""
-    global _pool
+    `refine_band`), in `threads` (0: BANDS) horizontal bands in parallel."""
     prior = np.asarray(disparity_px, np.float32)
     h, w = prior.shape
     if left_rgb.shape[:2] != (h, w) or right_rgb.shape[:2] != (h, w):
         raise ValueError(f"local matching: images {left_rgb.shape[1]}x{left_rgb.shape[0]} and "
                          f"{right_rgb.shape[1]}x{right_rgb.shape[0]} must match the disparity's {w}x{h}")
-    bands = max(1, min(BANDS, h // MIN_BAND_ROWS))
+    bands = max(1, min(threads or BANDS, h // MIN_BAND_ROWS))
     if radius_px == 0 or bands == 1:
-        return refine_band(left_rgb, right_rgb, prior, radius_px)
+        return refine_band(left_rgb, right_rgb, prior, radius_px, edge_seeds)
     cuts = [round(i * h / bands) for i in range(bands + 1)]
 
     def band(i: int) -> np.ndarray:
         top, bottom = max(0, cuts[i] - BAND_HALO_ROWS), min(h, cuts[i + 1] + BAND_HALO_ROWS)
-        out = refine_band(left_rgb[top:bottom], right_rgb[top:bottom], prior[top:bottom], radius_px)
+        out = refine_band(left_rgb[top:bottom], right_rgb[top:bottom], prior[top:bottom], radius_px, edge_seeds)
         return out[cuts[i] - top:cuts[i + 1] - top]
 
-    if _pool is None:
-        _pool = ThreadPoolExecutor(BANDS, thread_name_prefix="local_matching")
-    return np.vstack(list(_pool.map(band, range(bands))))
+    if bands not in _pools:
+        _pools[bands] = ThreadPoolExecutor(bands, thread_name_prefix="local_matching")
+    return np.vstack(list(_pools[bands].map(band, range(bands))))
 
 
-def refine_band(left_rgb: np.ndarray, right_rgb: np.ndarray, prior: np.ndarray, radius_px: int) -> np.ndarray:
+def refine_band(left_rgb: np.ndarray, right_rgb: np.ndarray, prior: np.ndarray, radius_px: int,
+                edge_seeds: bool) -> np.ndarray:
     """The network's disparity (H,W, px of these images) re-matched within +-radius_px; float32 (H,W).
-    Pixels keep the network's value where the best match is not strictly inside the window, where a
-    neighbouring candidate cannot be judged because its matches leave the right image (the left border
-    band: the answer may be there), where the cost is flat around the minimum (no texture) and where even
-    the best match is poor (MAX_MATCH_COST: noise)."""
-    radius = radius_px
-    if radius == 0:
+    With edge_seeds, also within +-radius_px // 2 of the prior's local maximum and minimum over
+    SEED_WINDOW_PX (the nearest foreground and background: the network blurs a depth edge, so near one the
+    answer is often one side's disparity, further from the prior than the radius); a seed's match replaces
+    the first one where it costs SEED_MARGIN bits per pixel less."""
+    if radius_px == 0:
         return prior
+    codes = (census_transform(cv2.cvtColor(left_rgb, cv2.COLOR_RGB2GRAY)),
+             census_transform(cv2.cvtColor(right_rgb, cv2.COLOR_RGB2GRAY)).ravel())
+    disparity, cost = match_around(codes, prior, radius_px)
+    if edge_seeds and radius_px >= 2:
+        kernel = np.ones((SEED_WINDOW_PX, SEED_WINDOW_PX), np.uint8)
+        for seed in (cv2.dilate(prior, kernel), cv2.erode(prior, kernel)):
+            seed_disparity, seed_cost = match_around(codes, seed, radius_px // 2)
+            better = seed_cost + np.float32(SEED_MARGIN * WINDOW_PX ** 2) < cost
+            disparity = np.where(better, seed_disparity, disparity)
+            cost = np.where(better, seed_cost, cost)
+    return disparity
+
+
+def match_around(codes: tuple[np.ndarray, np.ndarray], prior: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray]:
+    """Census codes (left (H,W), right flattened) and a prior -> (disparity, cost): the match within
+    +-radius of the prior and its window sum of differing bits, or (prior, inf) where the prior stays:
+    the best match is not strictly inside the window, a neighbouring candidate cannot be judged because
+    its matches leave the right image (the left border band: the answer may be there), the cost is flat
+    around the minimum (no texture), or even the best match is poor (MAX_MATCH_COST: noise)."""
+    left_codes, right_codes = codes
     h, w = prior.shape
-    left_codes = census_transform(cv2.cvtColor(left_rgb, cv2.COLOR_RGB2GRAY))
-    right_codes = census_transform(cv2.cvtColor(right_rgb, cv2.COLOR_RGB2GRAY)).ravel()
     centre = np.rint(np.nan_to_num(prior, nan=0.0))
     x_minus_centre = np.arange(w, dtype=np.float32)[None, :] - centre
     window = (WINDOW_PX, WINDOW_PX)
@@ -162,4 +187,4 @@ def refine_band(left_rgb: np.ndarray, right_rgb: np.ndarray, prior: np.ndarray, 
     sub_px = np.where(curvature > 0, 0.5 * (below - above) / np.maximum(curvature, 1e-6), 0.0)
     matched_px = centre + (best_index - radius) + np.clip(sub_px, -0.5, 0.5)
     inside &= matched_px >= 0  # a negative disparity is no answer
-    return np.where(inside, matched_px, prior).astype(np.float32)
+    return np.where(inside, matched_px, prior).astype(np.float32), np.where(inside, raw[1], np.inf).astype(np.float32)

@@ -79,7 +79,8 @@ PARAMETERS: dict[str, Param] = {
     "input_width": Param(0, "network input width in pixels (images are resized to it); 0: the config's", 0, 4096),
     "input_height": Param(0, "network input height in pixels; 0: the config's", 0, 4096),
     "max_disparity": Param(0, "disparities searched at the network input resolution; 0: the config's", 0, 1024),
-    "threads": Param(0, "CPU threads for inference; 0: the library default", 0, 256),
+    "threads": Param(0, "CPU threads for inference (the network on CPU and the local matching); 0: the library "
+                     "default", 0, 256),
     "queue_size": Param(5, "messages kept per topic by the synchroniser, and the subscription depth", 1, 100),
     "approximate_sync": Param(False, "pair messages by nearest stamps instead of equal stamps"),
     "approximate_sync_tolerance_seconds": Param(0.0, "approximate_sync: largest stamp difference within a set; "
@@ -94,7 +95,8 @@ PARAMETERS: dict[str, Param] = {
     "min_confidence": Param(0.0, "pixels whose network confidence is below this are invalid (0: keep all)",
                             0.0, 1.0, read_only=False),
     "match_radius_px": Param(LocalMatching().radius_px, "local matching around the network's disparity at the "
-                             "network input size: search +- this many px (census, 9x9 window); 0: the network alone",
+                             "network input size: search +- this many px (and +- half that around its local max and min: the sides "
+                             "of a blurred depth edge; census, 9x9 window); 0: the network alone",
                              0, MAX_RADIUS_PX, read_only=False),
     "match_camera_radius_px": Param(LocalMatching().camera_radius_px, "then, when the camera is larger than the "
                                     "network input, +- this many px at the camera resolution; 0: off",
@@ -139,7 +141,7 @@ def output_settings(params: Mapping[str, Any]) -> OutputSettings:
     """The processor's settings from the node's parameter values (the bench passes the defaults)."""
     return OutputSettings(params["min_disparity"], params["min_confidence"], params["use_color"],
                           params["avoid_point_cloud_padding"],
-                          LocalMatching(params["match_radius_px"], params["match_camera_radius_px"]))
+                          LocalMatching(params["match_radius_px"], params["match_camera_radius_px"], params["threads"]))
 
 
 class StereoDepthPipeline:

@@ -68,4 +68,5 @@ def add_matching_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def local_matching(args: argparse.Namespace) -> LocalMatching:
-    return LocalMatching(args.match_radius, args.match_camera_radius)
+    """The matching options, with the backend's --threads (as the node's `threads` parameter)."""
+    return LocalMatching(args.match_radius, args.match_camera_radius, args.threads)

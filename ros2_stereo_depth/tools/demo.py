@@ -7,8 +7,9 @@ output in this process for a few seconds, and writes to --out:
   points.ply    that frame's point cloud (from points2)
   summary.json  frames, fps, latency, EPE and bad-2 %; node.log / source.log: the processes' output
 Defaults suit a 2-core CPU: the fast config at a 320x256 network input (searching 64 px there, 128 px
-at the camera's 640x480) on ONNX Runtime, the source at 640x480 and 5 Hz; the node drops frames it
-cannot keep up with (newest frame first), and the summary counts them.
+at the camera's 640x480) on ONNX Runtime with the node's default local matching, the source at 640x480
+and 3 Hz (one core does about 4 sets a second; at 5 Hz the node drops about one set in six); the node
+drops frames it cannot keep up with (newest frame first), and the summary counts them.
 """
 from __future__ import annotations
 
@@ -50,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "DDS need the other core)")
     parser.add_argument("--width", type=int, default=640, help="camera image width")
     parser.add_argument("--height", type=int, default=480, help="camera image height")
-    parser.add_argument("--rate", type=float, default=5.0, help="source frame rate, Hz")
+    parser.add_argument("--rate", type=float, default=3.0, help="source frame rate, Hz (below what one core processes)")
     parser.add_argument("--no-points", action="store_true", help="node does not publish points2 (no PLY)")
     parser.add_argument("--startup-timeout", type=float, default=300.0, help="seconds to wait for the node")
 
