@@ -191,13 +191,11 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     at640 = [(name, p) for name, p in ours if p["size"] == "640x480" and "640x480" in sgbm]
     if at640:
         s = sgbm["640x480"]
-        best = min(at640, key=lambda item: item[1]["p50_ms"])
-        name, p = best
-        ratio_t, ratio_a = p["p50_ms"] / s["p50_ms"], p["bad2"] / s["bad2"]
+        ratios = [(name, p["p50_ms"] / s["p50_ms"], p["bad2"] / s["bad2"]) for name, p in at640]
         add("a shipped config at 640x480 on ORT CPU in <= 1.0x SGBM's time while dense bad-2 <= 0.7x SGBM's (Aloe)",
-            ratio_t <= 1.0 and ratio_a <= 0.7,
-            f"{name}: {ratio_t:.2f}x SGBM's time ({p['p50_ms']:.0f} vs {s['p50_ms']:.0f} ms), bad-2 "
-            f"{p['bad2']:.1f} % vs {s['bad2']:.1f} % = {ratio_a:.2f}x")
+            any(t <= 1.0 and a <= 0.7 for _, t, a in ratios),
+            f"SGBM {s['p50_ms']:.0f} ms, {s['bad2']:.1f} %; " + "; ".join(
+                f"{name}: {t:.2f}x its time, {a:.2f}x its bad-2" for name, t, a in ratios))
     if sgbm and ours:
         dominated = [k for k, s in sgbm.items()
                      if any(p["p50_ms"] <= s["p50_ms"] and p["bad2"] < s["bad2"] for _, p in ours)]

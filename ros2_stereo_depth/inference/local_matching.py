@@ -51,10 +51,11 @@ SEED_WINDOW_PX = 31
 SEED_MARGIN = 1.0
 # Horizontal bands matched in parallel threads (NumPy and OpenCV release the GIL): 1.5-1.7x faster on 2
 # cores, bit-identical, because each band carries BAND_HALO_ROWS of context (census, window, seeds).
-BANDS = min(4, os.cpu_count() or 1)  # by default
+BANDS = min(4, os.cpu_count() or 1)  # threads by default
 BAND_HALO_ROWS = CENSUS_RADIUS + WINDOW_PX // 2 + SEED_WINDOW_PX // 2
 MIN_BAND_ROWS = 32
-_pools: dict[int, ThreadPoolExecutor] = {}  # by band count, created on first use
+MAX_BAND_PIXELS = 320_000  # larger images take more bands than threads: memory stays bounded
+_pools: dict[int, ThreadPoolExecutor] = {}  # by thread count, created on first use
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,8 @@ def refine_disparity(left_rgb: np.ndarray, right_rgb: np.ndarray, disparity_px: 
     if left_rgb.shape[:2] != (h, w) or right_rgb.shape[:2] != (h, w):
         raise ValueError(f"local matching: images {left_rgb.shape[1]}x{left_rgb.shape[0]} and "
                          f"{right_rgb.shape[1]}x{right_rgb.shape[0]} must match the disparity's {w}x{h}")
-    bands = max(1, min(threads or BANDS, h // MIN_BAND_ROWS))
+    workers = threads or BANDS
+    bands = max(1, min(max(workers, -(-h * w // MAX_BAND_PIXELS)), h // MIN_BAND_ROWS))
     if radius_px == 0 or bands == 1:
         return refine_band(left_rgb, right_rgb, prior, radius_px, edge_seeds)
     cuts = [round(i * h / bands) for i in range(bands + 1)]
@@ -109,9 +111,9 @@ def refine_disparity(left_rgb: np.ndarray, right_rgb: np.ndarray, disparity_px: 
         out = refine_band(left_rgb[top:bottom], right_rgb[top:bottom], prior[top:bottom], radius_px, edge_seeds)
         return out[cuts[i] - top:cuts[i + 1] - top]
 
-    if bands not in _pools:
-        _pools[bands] = ThreadPoolExecutor(bands, thread_name_prefix="local_matching")
-    return np.vstack(list(_pools[bands].map(band, range(bands))))
+    if workers not in _pools:
+        _pools[workers] = ThreadPoolExecutor(workers, thread_name_prefix="local_matching")
+    return np.vstack(list(_pools[workers].map(band, range(bands))))
 
 
 def refine_band(left_rgb: np.ndarray, right_rgb: np.ndarray, prior: np.ndarray, radius_px: int,
@@ -173,18 +175,23 @@ def match_around(codes: tuple[np.ndarray, np.ndarray], prior: np.ndarray, radius
                         float((step_penalty * abs(offset)) * index_bits + candidate), dst=key, dtype=cv2.CV_32F)
         np.minimum(best_key, key, out=best_key)
 
-    best_index = best_key.astype(np.int64) % index_bits
+    # (H,W) int32 / float32 from here on: (3,H,W) int64 temporaries cost 100+ MiB at 1280x720.
+    best_index = best_key.astype(np.int32) & np.int32(index_bits - 1)
     neighbour = np.clip(best_index, 1, 2 * radius - 1)
-    raw = np.take_along_axis(costs, neighbour[None] + np.arange(-1, 2)[:, None, None], 0).astype(np.float32)
+    raw = [np.take_along_axis(costs, (neighbour + k)[None], 0)[0] for k in (-1, 0, 1)]
     # No texture: the window sums do not change around the minimum, the data say nothing and the
     # network's (sub-pixel, smooth) value stays, rather than its rounding.
-    informative = (raw[0] != raw[1]) | (raw[2] != raw[1])
-    matchable = (raw < UNMATCHABLE).all(axis=0)
-    trusted = raw[1] <= MAX_MATCH_COST * len(CENSUS_OFFSETS) * WINDOW_PX ** 2
-    inside = (best_index > 0) & (best_index < 2 * radius) & informative & matchable & trusted
-    below, at, above = raw + np.float32(step_penalty) * np.abs(neighbour[None] + np.arange(-1, 2)[:, None, None] - radius)
-    curvature = below - 2.0 * at + above
-    sub_px = np.where(curvature > 0, 0.5 * (below - above) / np.maximum(curvature, 1e-6), 0.0)
-    matched_px = centre + (best_index - radius) + np.clip(sub_px, -0.5, 0.5)
+    inside = (raw[0] != raw[1]) | (raw[2] != raw[1])
+    for r in raw:  # matchable: no candidate next to the minimum reaches outside the right image
+        inside &= r < UNMATCHABLE
+    inside &= raw[1] <= MAX_MATCH_COST * len(CENSUS_OFFSETS) * WINDOW_PX ** 2  # trusted
+    inside &= (best_index > 0) & (best_index < 2 * radius)
+    below, at, above = (r.astype(np.float32) + np.float32(step_penalty) * np.abs(neighbour + k - radius).astype(np.float32)
+                        for r, k in zip(raw, (-1, 0, 1)))
+    curvature = below - np.float32(2.0) * at + above
+    sub_px = np.where(curvature > 0, np.float32(0.5) * (below - above) / np.maximum(curvature, np.float32(1e-6)),
+                      np.float32(0.0))
+    matched_px = centre + (best_index - radius).astype(np.float32) + np.clip(sub_px, np.float32(-0.5), np.float32(0.5))
     inside &= matched_px >= 0  # a negative disparity is no answer
-    return np.where(inside, matched_px, prior).astype(np.float32), np.where(inside, raw[1], np.inf).astype(np.float32)
+    return (np.where(inside, matched_px, prior).astype(np.float32, copy=False),
+            np.where(inside, raw[1].astype(np.float32), np.float32(np.inf)))

@@ -191,6 +191,13 @@ class StereoDepthPipeline:
                              "network input": f"{backend.width}x{backend.height}",
                              "max disparity (network px)": str(self.processor.network_max_disparity)}
         self.node.get_logger().info(f"stereo depth: {selected.describe()}")
+        if p["match_radius_px"] or p["match_camera_radius_px"]:
+            # The matching is NumPy/OpenCV on the CPU: next to a GPU network it sets the frame rate.
+            self.node.get_logger().info(
+                f"local matching on the CPU after the network: +-{p['match_radius_px']} px at the network input, "
+                f"+-{p['match_camera_radius_px']} px at the camera resolution (about 200 ms a 640x480 set on 2 x86 "
+                "cores); match_radius_px:=0 match_camera_radius_px:=0 for the network alone" +
+                ("; the network runs on a GPU, so the matching dominates the time per set" if backend.device != "cpu" else ""))
         if not selected.weights.trained:
             self.node.get_logger().warning("no trained weights: the published disparity is meaningless")
         if p["adapt"]:
