@@ -152,10 +152,15 @@ def match_around(codes: tuple[np.ndarray, np.ndarray], prior: np.ndarray, radius
     # A candidate offset cannot be judged where a pixel of its window would be matched left of the right
     # image: offset > min over the window of (x - centre), an erosion.
     window_room = cv2.erode(x_minus_centre, np.ones(window, np.uint8), borderType=cv2.BORDER_REPLICATE)
-    # Flat index of each pixel's match at offset 0, clipped into its row (np.take: faster than cv2.remap).
-    row_start = (np.arange(h, dtype=np.int32) * w)[:, None]
-    x_match = np.clip(x_minus_centre, -2 * w, 2 * w).astype(np.int32)
+    # Flat index of each pixel's match at offset 0 (np.take: faster than cv2.remap). Not clipped into its
+    # row: a match left of the image reads the row above, but its candidate is unmatchable (window_room)
+    # for every window it enters; one right of it (a negative disparity, near the right border) reads
+    # the row below, and a negative answer is refused.
+    match_at_zero = (np.clip(x_minus_centre, -2 * w, 2 * w).astype(np.int32)
+                     + (np.arange(h, dtype=np.int32) * w)[:, None])
     index = np.empty((h, w), np.int32)
+    # Only the columns left of this can have unmatchable candidates (window_room < radius).
+    unmatchable_columns = int(np.flatnonzero((window_room < radius).any(axis=0)).max(initial=-1)) + 1
     step_penalty = round(STEP_PENALTY * WINDOW_PX ** 2)  # in window sums of bits
     index_bits = 128  # > 2 * MAX_RADIUS_PX + 1: the candidate's index rides in the low bits of its key
 
@@ -165,12 +170,12 @@ def match_around(codes: tuple[np.ndarray, np.ndarray], prior: np.ndarray, radius
     best_key = np.full((h, w), np.inf, np.float32)
     key = np.empty((h, w), np.float32)
     for candidate, offset in enumerate(range(-radius, radius + 1)):
-        np.subtract(x_match, offset, out=index)
-        np.clip(index, 0, w - 1, out=index)
-        index += row_start
-        bits = np.bitwise_count(np.bitwise_xor(left_codes, np.take(right_codes, index)))
+        np.subtract(match_at_zero, offset, out=index)
+        bits = np.bitwise_count(np.bitwise_xor(left_codes, np.take(right_codes, index, mode="clip")))
         cv2.boxFilter(bits, cv2.CV_16U, window, dst=costs[candidate], normalize=False, borderType=cv2.BORDER_REFLECT)
-        np.copyto(costs[candidate], UNMATCHABLE, where=window_room < offset)
+        if unmatchable_columns:
+            left = (slice(None), slice(0, unmatchable_columns))
+            np.copyto(costs[candidate][left], UNMATCHABLE, where=window_room[left] < offset)
         cv2.addWeighted(costs[candidate], float(index_bits), costs[candidate], 0.0,
                         float((step_penalty * abs(offset)) * index_bits + candidate), dst=key, dtype=cv2.CV_32F)
         np.minimum(best_key, key, out=best_key)
