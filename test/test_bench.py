@@ -108,11 +108,15 @@ def test_chart_points_and_png(report):
         assert 0.0 < point["bad2"] < 100.0 and point["p50_ms"] > 0.0
     assert sgbm[0]["bad2"] != tiny[0]["bad2"]
     assert matched[0]["bad2"] < tiny[0]["bad2"]  # the matching's gain on Aloe
+    filled = data["chart"]["OpenCV SGBM, holes filled"]
+    assert [p["size"] for p in filled] == ["128x96"] and filled[0]["bad2"] < sgbm[0]["bad2"]
     image = cv2.imread(str(out / "chart.png"))
     assert image is not None and image.shape == (600, 900, 3)
     assert (image < 128).any(axis=2).mean() > 0.005  # axes, lines and labels were drawn
     targets = {t["target"]: t for t in data["targets"]}
     assert any(t.startswith("GPU") and t_["met"] is None for t, t_ in targets.items())
+    assert any(t.startswith("our accuracy-vs-time curve") and t.endswith("(against SGBM with its holes filled)")
+               for t in targets)
 
 
 @pytest.fixture(scope="module")

@@ -115,7 +115,7 @@ def test_dataset_layout_agrees_with_single_pair_and_tuned_sgbm_wins(tmp_path, ca
         (scene / name).symlink_to(ALOE / target)
     single = evaluate_json(capsys, "--config", "tiny", *PAIR, "--scale", "0.125")
     dataset = evaluate_json(capsys, "--config", "tiny", "--dataset", str(tmp_path), "--scale", "0.125")
-    for method in ("model", "sgbm", "sgbm_tuned"):
+    for method in ("model", "sgbm", "sgbm_tuned", "sgbm_tuned_filled"):
         for key in ("epe", "bad2", "d1", "density", "edge_epe"):
             assert dataset[method][key] == pytest.approx(single[method][key]), (method, key)
     tuned, given = single["sgbm_tuned"], single["sgbm"]
@@ -125,8 +125,11 @@ def test_dataset_layout_agrees_with_single_pair_and_tuned_sgbm_wins(tmp_path, ca
     assert tuned["candidates"] == 6 and tuned["num_disparities"] == 16 and given["num_disparities"] == [48]
     assert tuned["bad2"] <= given["bad2"] and tuned["search_seconds"] > 0.0
     assert single["ratio_to_tuned_sgbm"]["bad2"] == pytest.approx(single["model"]["bad2"] / tuned["bad2"])
+    filled = single["sgbm_tuned_filled"]
+    assert filled["density"] == 100.0 and filled["bad2"] < tuned["bad2"]
+    assert single["ratio_to_tuned_sgbm_filled"]["bad2"] == pytest.approx(single["model"]["bad2"] / filled["bad2"])
     table = evaluate(capsys, "--config", "tiny", *PAIR, "--scale", "0.125")
-    assert "scale 0.125 (160x139), node path" in table and "sgbm_tuned" in table and "edge bad-2 (%)" in table
+    assert "scale 0.125 (160x139), node path" in table and "sgbm_tuned_filled" in table and "edge bad-2 (%)" in table
 
 
 def test_ground_truth_of_another_size_is_an_error(tmp_path, capsys):
@@ -157,6 +160,7 @@ MEASURED = {("fast", 1.0): (22.31, 19.74), ("fast", 0.5): (17.76, 10.07),
 NETWORK_ALONE = {("fast", 1.0): (44.01, 21.54), ("fast", 0.5): (31.91, 11.17),
                  ("tiny", 1.0): (70.16, 23.08), ("tiny", 0.5): (47.59, 11.95)}
 TUNED_SGBM_BAD2 = {1.0: 24.02, 0.5: 23.96}  # numDisparities 144 / 80, block 3
+TUNED_SGBM_FILLED_BAD2 = {1.0: 13.38, 0.5: 9.75}  # holes filled from the background: numDisparities 160 / 80, block 3
 GUARD_PP, GUARD_EDGE_EPE = 1.0, 0.5
 TARGET_BAD2_RATIO = 0.7
 
@@ -195,6 +199,7 @@ def test_shipped_weights_do_not_regress(shipped, config):
     assert reports[f"{config} alone"]["protocol"]["match_radius_px"] == 0
     assert reports[config]["protocol"]["match_radius_px"] > 0
     assert reports["fast"]["sgbm_tuned"]["bad2"] == pytest.approx(TUNED_SGBM_BAD2[scale], abs=0.1)
+    assert reports["fast"]["sgbm_tuned_filled"]["bad2"] == pytest.approx(TUNED_SGBM_FILLED_BAD2[scale], abs=0.3)
 
 
 def test_fast_edge_epe_beats_tuned_sgbm(shipped):
@@ -208,6 +213,14 @@ def test_fast_bad2_beats_tuned_sgbm(shipped):
     against 24.0 % at half size (0.74x)."""
     _, reports = shipped
     assert reports["fast"]["ratio_to_tuned_sgbm"]["bad2"] < 1.0
+
+
+@pytest.mark.xfail(strict=True, reason="not reached: tuned SGBM with its holes filled from the background scores "
+                                       "13.4 % (full) / 9.8 % (half) dense bad-2, fast 22.3 / 17.8 % (1.67x / 1.82x)")
+def test_fast_bad2_beats_tuned_sgbm_with_holes_filled(shipped):
+    """The stronger classical baseline on a dense metric (evaluation/sgbm.py fill_holes)."""
+    _, reports = shipped
+    assert reports["fast"]["ratio_to_tuned_sgbm_filled"]["bad2"] < 1.0
 
 
 @pytest.mark.xfail(strict=True, reason="issue 9 target not met yet: fast bad-2 is 0.93x tuned SGBM at full size and "

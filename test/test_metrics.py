@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ros2_stereo_depth.evaluation.metrics import EDGE_THRESHOLD_PX, depth_edges, disparity_metrics, pool_metrics
-from ros2_stereo_depth.evaluation.sgbm import sgbm_disparity, tune_sgbm, tuned_candidates
+from ros2_stereo_depth.evaluation.sgbm import fill_holes, sgbm_disparity, tune_sgbm, tuned_candidates
 from ros2_stereo_depth.pair import StereoPair
 
 
@@ -140,3 +140,21 @@ def test_tuning_picks_the_range_that_covers_the_scene():
     # What remains is mostly the 48 unanswerable left columns (20 % of the image).
     assert 19.0 < tuned.metrics["bad2"] < 30.0
     assert tuned.search_seconds >= 9 * tuned.seconds_per_pair * 0.5 > 0.0
+    # Filled from the background, those columns take the background's disparity: far fewer errors.
+    filled = tuned.filled
+    assert filled is not None and filled.metrics["density"] == 100.0
+    assert filled.metrics["bad2"] == min(t["bad2_filled"] for t in tuned.tried) < tuned.metrics["bad2"] - 10.0
+    disparity, predicted = sgbm_disparity(pair.left, pair.right, filled.num_disparities, filled.block_size)
+    again = fill_holes(disparity, predicted)
+    assert filled.metrics["bad2"] == pytest.approx(disparity_metrics(again, pair.disparity_px, pair.valid)["bad2"])
+
+
+def test_fill_holes_takes_the_farther_neighbour_on_the_row():
+    disparity = np.array([[np.nan, 5.0, np.nan, np.nan, 9.0, np.nan],
+                          [np.nan, np.nan, np.nan, np.nan, np.nan, np.nan],
+                          [2.0, np.nan, 7.0, 7.0, np.nan, 3.0]], np.float32)
+    predicted = np.isfinite(disparity)
+    filled = fill_holes(np.nan_to_num(disparity, nan=-1.0), predicted)
+    np.testing.assert_array_equal(filled[0], [5, 5, 5, 5, 9, 9])  # holes between 5 and 9 take 5
+    assert np.isnan(filled[1]).all()  # nothing on the row to fill from
+    np.testing.assert_array_equal(filled[2], [2, 2, 7, 7, 3, 3])

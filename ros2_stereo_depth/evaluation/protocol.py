@@ -6,7 +6,9 @@
   (evaluation/network.py), local matching included; `native` runs the network at the image's own size
   instead; NetworkSettings.matching = NO_MATCHING scores the network alone.
 - SGBM: at the search range given (the network's, in px of the evaluated image) and, with sgbm="tuned"
-  (the default), tuned on the ground truth (evaluation/sgbm.py). Ratios are always network / tuned SGBM.
+  (the default), tuned on the ground truth (evaluation/sgbm.py), also with its holes filled from the
+  background (`sgbm_tuned_filled`, the stronger baseline on dense metrics). Ratios: network / tuned SGBM
+  (`ratio_to_tuned_sgbm`, issue 9's) and network / filled tuned SGBM (`ratio_to_tuned_sgbm_filled`).
 - Metrics (evaluation/metrics.py): dense, pooled over all pairs' pixels; `seconds` is the wall time per
   pair of each method alone (no file reading, no rescaling).
 """
@@ -102,8 +104,14 @@ def evaluate(named_pairs: Iterable[tuple[str, StereoPair]], settings: Evaluation
         report["sgbm_tuned"] = {**_summary([tuned.metrics], tuned.seconds_per_pair),
                                 "num_disparities": tuned.num_disparities, "block_size": tuned.block_size,
                                 "search_seconds": tuned.search_seconds, "candidates": len(tuned.tried)}
-        model, sgbm = report["model"], report["sgbm_tuned"]
-        report["ratio_to_tuned_sgbm"] = {k: _ratio(model[k], sgbm[k]) for k in RATIO_KEYS}  # type: ignore[index]
+        assert tuned.filled is not None
+        report["sgbm_tuned_filled"] = {**_summary([tuned.filled.metrics], tuned.filled.seconds_per_pair),
+                                       "num_disparities": tuned.filled.num_disparities,
+                                       "block_size": tuned.filled.block_size}
+        model = report["model"]
+        for key, sgbm in (("ratio_to_tuned_sgbm", report["sgbm_tuned"]),
+                          ("ratio_to_tuned_sgbm_filled", report["sgbm_tuned_filled"])):
+            report[key] = {k: _ratio(model[k], sgbm[k]) for k in RATIO_KEYS}  # type: ignore[index]
         if settings.picture:
             write_picture(settings.picture, pairs[0], first_prediction, tuned.num_disparities, tuned.block_size)
     return report
@@ -144,7 +152,7 @@ ROWS = (("epe", "EPE (px, dense)"), ("epe_predicted", "EPE (px, predicted only)"
 
 def format_table(report: dict[str, object]) -> str:
     p: dict = report["protocol"]  # type: ignore[assignment]
-    methods = [m for m in ("model", "sgbm", "sgbm_tuned") if m in report]
+    methods = [m for m in ("model", "sgbm", "sgbm_tuned", "sgbm_tuned_filled") if m in report]
     lines = [f"{p['pairs']} pair(s) at scale {p['scale']} ({', '.join(p['resolution'])}), {p['path']} path "
              f"(network input {', '.join(p['network_input'])}, search range {', '.join(map(str, p['search_range_px']))} px, "
              f"local matching +-{p['match_radius_px']} px at the network input, +-{p['match_camera_radius_px']} px at "
@@ -157,16 +165,20 @@ def format_table(report: dict[str, object]) -> str:
         lines.append(f"sgbm: numDisparities {', '.join(map(str, s['num_disparities']))}, block {s['block_size']}")
     if "sgbm_tuned" in report:
         t: dict = report["sgbm_tuned"]  # type: ignore[assignment]
+        f: dict = report["sgbm_tuned_filled"]  # type: ignore[assignment]
         lines.append(f"sgbm_tuned: numDisparities {t['num_disparities']}, block {t['block_size']} "
-                     f"(best bad-2 of {t['candidates']} settings, search {t['search_seconds']:.1f} s)")
-    header = f"{'metric':<26}" + "".join(f"{m:>12}" for m in methods)
+                     f"(best bad-2 of {t['candidates']} settings, search {t['search_seconds']:.1f} s); sgbm_tuned_filled: "
+                     f"the same grid with holes filled from the background along rows, best numDisparities "
+                     f"{f['num_disparities']}, block {f['block_size']}")
+    header = f"{'metric':<26}" + "".join(f"{m:>18}" for m in methods)
     if "ratio_to_tuned_sgbm" in report:
-        header += f"{'ratio':>10}"
+        header += f"{'ratio':>10}{'ratio filled':>14}"
     lines.append(header)
     for key, label in ROWS:
-        row = f"{label:<26}" + "".join(_cell(report[m].get(key), 12) for m in methods)  # type: ignore[attr-defined]
+        row = f"{label:<26}" + "".join(_cell(report[m].get(key), 18) for m in methods)  # type: ignore[attr-defined]
         if "ratio_to_tuned_sgbm" in report:
             row += _cell(report["ratio_to_tuned_sgbm"].get(key), 10)  # type: ignore[attr-defined]
+            row += _cell(report["ratio_to_tuned_sgbm_filled"].get(key), 14)  # type: ignore[attr-defined]
         lines.append(row)
     return "\n".join(lines)
 

@@ -20,7 +20,7 @@ import numpy as np
 from ..inference.base import StereoBackend, infer_at_image_size
 from ..inference.local_matching import LocalMatching
 from .metrics import disparity_metrics
-from .sgbm import sgbm_disparity
+from .sgbm import fill_holes, sgbm_disparity
 from .speed import time_interleaved
 
 ALOE_DIR = Path("/usr/share/doc/opencv-doc/examples/data")
@@ -47,20 +47,29 @@ def dense_bad2(disparity_px: np.ndarray, predicted: np.ndarray, gt: np.ndarray, 
     return disparity_metrics(disparity_px, gt, valid, predicted)["bad2"]
 
 
-def sgbm_at(left: np.ndarray, right: np.ndarray, size: tuple[int, int], max_disparity: int) -> tuple[np.ndarray, np.ndarray]:
-    """SGBM at `size`, its disparity (NaN = none) brought back to the pair's size and scale."""
+def sgbm_filled(left: np.ndarray, right: np.ndarray, max_disparity: int) -> tuple[np.ndarray, np.ndarray]:
+    """SGBM with its holes filled from the background (evaluation/sgbm.py fill_holes)."""
+    disparity, predicted = sgbm_disparity(left, right, max_disparity)
+    filled = fill_holes(disparity, predicted)
+    return filled, np.isfinite(filled)
+
+
+def sgbm_at(left: np.ndarray, right: np.ndarray, size: tuple[int, int], max_disparity: int,
+            filled: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """SGBM (holes filled or not) at `size`, its disparity (NaN = none) brought back to the pair's size and scale."""
     h, w = left.shape[:2]
     small = [cv2.resize(im, size, interpolation=cv2.INTER_AREA) for im in (left, right)]
-    disparity, predicted = sgbm_disparity(small[0], small[1], max_disparity)
+    disparity, predicted = (sgbm_filled if filled else sgbm_disparity)(small[0], small[1], max_disparity)
     back = cv2.resize(np.nan_to_num(disparity, nan=-1.0), (w, h), interpolation=cv2.INTER_NEAREST) * np.float32(w / size[0])
     has = cv2.resize(predicted.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
     return back, has
 
 
 SGBM = "OpenCV SGBM"
+SGBM_FILLED = "OpenCV SGBM, holes filled"
 
 
-Method = tuple[StereoBackend | None, int, LocalMatching]  # backend (None: SGBM), search range, matching
+Method = tuple[StereoBackend | None, int, LocalMatching]  # backend (None: SGBM or SGBM_FILLED by name), search range, matching
 
 
 def with_matching_at_input(radius_px: int) -> LocalMatching:
@@ -78,8 +87,9 @@ def accuracy_at_size(methods: dict[str, Method], size: tuple[int, int], repeats:
     points: dict[str, dict[str, Any]] = {}
     for name, (backend, max_disparity, matching) in methods.items():
         if backend is None:
-            disparity, predicted = sgbm_at(left, right, size, max_disparity)
-            fns[name] = lambda l, r, d=max_disparity: sgbm_disparity(l, r, d)
+            filled = name == SGBM_FILLED
+            disparity, predicted = sgbm_at(left, right, size, max_disparity, filled)
+            fns[name] = lambda l, r, d=max_disparity, f=filled: (sgbm_filled if f else sgbm_disparity)(l, r, d)
         else:
             if matching.camera_radius_px:
                 raise ValueError("the chart times a method at its input size only: camera_radius_px must be 0")
@@ -93,7 +103,7 @@ def accuracy_at_size(methods: dict[str, Method], size: tuple[int, int], repeats:
     return points
 
 
-COLOURS = [(40, 40, 200), (200, 120, 20), (30, 150, 30), (150, 40, 150), (20, 140, 200)]  # BGR
+COLOURS = [(40, 40, 200), (60, 60, 120), (200, 120, 20), (30, 150, 30), (150, 40, 150), (20, 140, 200)]  # BGR
 
 
 def draw_chart(series: dict[str, list[dict[str, Any]]], path: str | Path, title: str) -> None:
