@@ -132,6 +132,23 @@ def test_dataset_layout_agrees_with_single_pair_and_tuned_sgbm_wins(tmp_path, ca
     assert "scale 0.125 (160x139), node path" in table and "sgbm_tuned_filled" in table and "edge bad-2 (%)" in table
 
 
+def test_picture_shows_sgbm_with_and_without_its_holes(tmp_path, capsys):
+    from ros2_stereo_depth.evaluation.protocol import PICTURE_WIDTH_PX
+
+    out = tmp_path / "aloe.png"
+    evaluate(capsys, "--config", "tiny", *PAIR, "--scale", "0.125", "--picture", str(out))
+    image = cv2.imread(str(out))
+    assert image is not None and image.shape[1] == PICTURE_WIDTH_PX
+    tile = PICTURE_WIDTH_PX // 5  # left | ours | SGBM tuned | SGBM tuned, filled | ground truth
+    body = image[40:image.shape[0] - 60]  # below the titles, above the colour bar
+
+    def black(i):
+        return float((body[:, i * tile + 2:(i + 1) * tile - 2].max(axis=2) < 10).mean())
+
+    assert black(1) < 0.01  # ours: dense
+    assert black(2) > 0.05 and black(3) < black(2) / 3  # SGBM's holes, filled
+
+
 def test_ground_truth_of_another_size_is_an_error(tmp_path, capsys):
     small = tmp_path / "small_gt.png"
     cv2.imwrite(str(small), cv2.resize(cv2.imread(GT, cv2.IMREAD_GRAYSCALE), (641, 555), interpolation=cv2.INTER_NEAREST))

@@ -27,9 +27,10 @@ from .metrics import EDGE_THRESHOLD_PX, METRIC_KEYS, disparity_metrics, pool_met
 from .network import NetworkRunner, NetworkSettings
 from .pairs import rescale_pair
 from .picture import comparison_picture
-from .sgbm import BLOCK_SIZE, sgbm_disparity, sgbm_num_disparities, tune_sgbm
+from .sgbm import BLOCK_SIZE, fill_holes, sgbm_disparity, sgbm_num_disparities, tune_sgbm
 
 SGBM_MODES = ("tuned", "given", "none")
+PICTURE_WIDTH_PX = 2000  # five panels
 RATIO_KEYS = ("bad1", "bad2", "bad3", "epe", "d1", "edge_bad2", "edge_epe")
 
 
@@ -38,7 +39,7 @@ class EvaluationSettings:
     network: NetworkSettings = field(default_factory=NetworkSettings)
     scale: float = 1.0
     sgbm: str = "tuned"  # tuned: given range and tuned; given: given range only; none: network only
-    picture: str = ""  # PNG of the first pair: left | network | tuned SGBM | ground truth (needs sgbm=tuned)
+    picture: str = ""  # PNG of the first pair: left | ours | tuned SGBM | filled | ground truth (needs sgbm=tuned)
 
 
 def evaluate(named_pairs: Iterable[tuple[str, StereoPair]], settings: EvaluationSettings,
@@ -113,19 +114,22 @@ def evaluate(named_pairs: Iterable[tuple[str, StereoPair]], settings: Evaluation
                           ("ratio_to_tuned_sgbm_filled", report["sgbm_tuned_filled"])):
             report[key] = {k: _ratio(model[k], sgbm[k]) for k in RATIO_KEYS}  # type: ignore[index]
         if settings.picture:
-            write_picture(settings.picture, pairs[0], first_prediction, tuned.num_disparities, tuned.block_size)
+            label = ("network at native size" if settings.network.native else "node: network") + (
+                " + matching" if settings.network.matching.radius_px else " alone")
+            write_picture(settings.picture, pairs[0], first_prediction, tuned.num_disparities, tuned.block_size, label)
     return report
 
 
 def write_picture(path: str, pair: StereoPair, prediction: np.ndarray, num_disparities: int,
-                  block_size: int) -> None:
+                  block_size: int, label: str) -> None:
     assert pair.disparity_px is not None and pair.valid is not None
     sgbm, _ = sgbm_disparity(pair.left, pair.right, num_disparities, block_size)
     gt = np.where(pair.valid, pair.disparity_px, np.nan)
     top = float(np.nanpercentile(gt, 99.5)) * 1.1
-    write_rgb(path, comparison_picture(pair.left, [("network (node path)", prediction),
-                                                   (f"SGBM tuned (nd {num_disparities}, block {block_size})", sgbm),
-                                                   ("ground truth", gt)], top))
+    write_rgb(path, comparison_picture(pair.left, [(label, prediction),
+                                                   (f"SGBM tuned (nd {num_disparities}, b {block_size})", sgbm),
+                                                   ("SGBM tuned, filled", fill_holes(sgbm, np.isfinite(sgbm))),
+                                                   ("ground truth", gt)], top, width_px=PICTURE_WIDTH_PX))
 
 
 def _summary(per_pair: list[dict[str, float]], seconds: float) -> dict[str, float | None]:
