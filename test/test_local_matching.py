@@ -133,14 +133,15 @@ def test_both_levels_at_image_size(scene):
     assert errors(1.5, LocalMatching(0, 4))[0] < 10
 
 
-def test_parallel_bands_give_the_whole_image_result(scene, monkeypatch):
+@pytest.mark.parametrize("edge_seeds", [True, False])
+def test_parallel_bands_give_the_whole_image_result(scene, monkeypatch, edge_seeds):
     """Each band carries enough rows of context (census and window) for its rows to come out exactly as
     the whole image's."""
     import ros2_stereo_depth.inference.local_matching as local_matching
 
     prior = scene.disparity_px + np.float32(2.6)
-    whole = local_matching.refine_band(scene.left, scene.right, prior, 8, edge_seeds=True)
+    whole = local_matching.refine_band(scene.left, scene.right, prior, 8, edge_seeds)
     monkeypatch.setattr(local_matching, "BANDS", 3)
-    banded = refine_disparity(scene.left, scene.right, prior, 8, edge_seeds=True)
+    banded = refine_disparity(scene.left, scene.right, prior, 8, edge_seeds)
     np.testing.assert_array_equal(banded, whole)
     assert np.abs(whole - prior).max() > 1.0  # the matching did change the prior

@@ -20,7 +20,7 @@ from rclpy.parameter import Parameter
 from ros2_stereo_depth.fileio import colourise_disparity
 from ros2_stereo_depth.image_encoding import image_to_array, image_to_rgb
 from ros2_stereo_depth.inference.base import infer_at_image_size
-from ros2_stereo_depth.inference.local_matching import NO_MATCHING, LocalMatching, refine_disparity
+from ros2_stereo_depth.inference.local_matching import NO_MATCHING, LocalMatching
 from ros2_stereo_depth.ros.conversions import array_to_image, point_cloud_to_array, unpack_rgb
 from ros2_stereo_depth.ros.approximate_sync import ApproximateTimeSync
 from ros2_stereo_depth.ros.sync import ExactTimeSync
@@ -71,9 +71,9 @@ def network_then_matching(backend, sample, matching):
     """The node's disparity computed here step by step: resize to 256x192, network, local matching there,
     resize back and x320/256, local matching at the camera's 320x240."""
     small = [cv2.resize(image, (256, 192), interpolation=cv2.INTER_AREA) for image in (sample.left, sample.right)]
-    coarse = refine_disparity(*small, backend.infer(*small).disparity_px, matching.radius_px, edge_seeds=True)
+    coarse = matching.at_network_input(*small, backend.infer(*small).disparity_px)
     expected = cv2.resize(coarse, (320, 240), interpolation=cv2.INTER_LINEAR) * np.float32(320 / 256)
-    return refine_disparity(sample.left, sample.right, expected, matching.camera_radius_px)
+    return matching.at_camera(sample.left, sample.right, expected)
 
 
 def test_disparity_is_the_network_output_at_camera_resolution(harness, first_frame):

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..config import get_config
 from ..inference.base import StereoBackend, StereoResult, infer_at_image_size, valid_disparity
-from ..inference.local_matching import LocalMatching, refine_disparity
+from ..inference.local_matching import LocalMatching
 from ..inference.select import BackendRequest, SelectedBackend, create_backend
 
 
@@ -64,9 +64,7 @@ class NetworkRunner:
         backend = self.backend_for(h, w).backend
         if self.settings.native:
             result = _infer_padded(backend, left_rgb, right_rgb)
-            matching = self.settings.matching
-            disparity = refine_disparity(left_rgb, right_rgb, result.disparity_px, matching.radius_px, edge_seeds=True,
-                                         threads=matching.threads)
+            disparity = self.settings.matching.at_network_input(left_rgb, right_rgb, result.disparity_px)
         else:
             result = infer_at_image_size(backend, left_rgb, right_rgb, self.settings.matching)
             disparity = result.disparity_px

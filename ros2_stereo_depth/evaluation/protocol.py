@@ -114,8 +114,10 @@ def evaluate(named_pairs: Iterable[tuple[str, StereoPair]], settings: Evaluation
                           ("ratio_to_tuned_sgbm_filled", report["sgbm_tuned_filled"])):
             report[key] = {k: _ratio(model[k], sgbm[k]) for k in RATIO_KEYS}  # type: ignore[index]
         if settings.picture:
+            matching = settings.network.matching
+            matched = matching.radius_px or (not settings.network.native and matching.camera_radius_px)
             label = ("network at native size" if settings.network.native else "node: network") + (
-                " + matching" if settings.network.matching.radius_px else " alone")
+                " + matching" if matched else " alone")
             write_picture(settings.picture, pairs[0], first_prediction, tuned.num_disparities, tuned.block_size, label)
     return report
 
@@ -123,12 +125,12 @@ def evaluate(named_pairs: Iterable[tuple[str, StereoPair]], settings: Evaluation
 def write_picture(path: str, pair: StereoPair, prediction: np.ndarray, num_disparities: int,
                   block_size: int, label: str) -> None:
     assert pair.disparity_px is not None and pair.valid is not None
-    sgbm, _ = sgbm_disparity(pair.left, pair.right, num_disparities, block_size)
+    sgbm, predicted = sgbm_disparity(pair.left, pair.right, num_disparities, block_size)
     gt = np.where(pair.valid, pair.disparity_px, np.nan)
     top = float(np.nanpercentile(gt, 99.5)) * 1.1
     write_rgb(path, comparison_picture(pair.left, [(label, prediction),
                                                    (f"SGBM tuned (nd {num_disparities}, b {block_size})", sgbm),
-                                                   ("SGBM tuned, filled", fill_holes(sgbm, np.isfinite(sgbm))),
+                                                   ("SGBM tuned, filled", fill_holes(sgbm, predicted)),
                                                    ("ground truth", gt)], top, width_px=PICTURE_WIDTH_PX))
 
 

@@ -74,6 +74,13 @@ def fill_holes(disparity_px: np.ndarray, predicted: np.ndarray) -> np.ndarray:
     return filled.astype(np.float32)
 
 
+def sgbm_filled(left_rgb: np.ndarray, right_rgb: np.ndarray, max_disparity: int,
+                block_size: int = BLOCK_SIZE) -> tuple[np.ndarray, np.ndarray]:
+    """`sgbm_disparity` with its holes filled (`fill_holes`): (disparity px, predicted)."""
+    filled = fill_holes(*sgbm_disparity(left_rgb, right_rgb, max_disparity, block_size))
+    return filled, np.isfinite(filled)
+
+
 @dataclass
 class TunedSgbm:
     num_disparities: int

@@ -20,7 +20,7 @@ import numpy as np
 from ..inference.base import StereoBackend, infer_at_image_size
 from ..inference.local_matching import LocalMatching
 from .metrics import disparity_metrics
-from .sgbm import fill_holes, sgbm_disparity
+from .sgbm import sgbm_disparity, sgbm_filled
 from .speed import time_interleaved
 
 ALOE_DIR = Path("/usr/share/doc/opencv-doc/examples/data")
@@ -45,13 +45,6 @@ def load_aloe(directory: Path = ALOE_DIR) -> tuple[np.ndarray, np.ndarray, np.nd
 def dense_bad2(disparity_px: np.ndarray, predicted: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> float:
     """The evaluation protocol's one number: % of ground-truth pixels off by > 2 px or not predicted."""
     return disparity_metrics(disparity_px, gt, valid, predicted)["bad2"]
-
-
-def sgbm_filled(left: np.ndarray, right: np.ndarray, max_disparity: int) -> tuple[np.ndarray, np.ndarray]:
-    """SGBM with its holes filled from the background (evaluation/sgbm.py fill_holes)."""
-    disparity, predicted = sgbm_disparity(left, right, max_disparity)
-    filled = fill_holes(disparity, predicted)
-    return filled, np.isfinite(filled)
 
 
 def sgbm_at(left: np.ndarray, right: np.ndarray, size: tuple[int, int], max_disparity: int,

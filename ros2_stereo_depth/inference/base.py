@@ -9,7 +9,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from .local_matching import NO_MATCHING, LocalMatching, refine_disparity
+from .local_matching import NO_MATCHING, LocalMatching
 
 
 @dataclass
@@ -55,14 +55,13 @@ def infer_at_image_size(backend: StereoBackend, left_rgb: np.ndarray, right_rgb:
     small_right = resize_to_input(right_rgb, backend.width, backend.height)
     result = backend.infer(small_left, small_right)
     started = time.perf_counter()
-    disparity = refine_disparity(small_left, small_right, result.disparity_px, matching.radius_px, edge_seeds=True,
-                                 threads=matching.threads)
+    disparity = matching.at_network_input(small_left, small_right, result.disparity_px)
     matching_s = time.perf_counter() - started
     if (w, h) == (backend.width, backend.height):
         return StereoResult(disparity, result.confidence, matching_s)
     disparity = cv2.resize(disparity, (w, h), interpolation=cv2.INTER_LINEAR) * np.float32(w / backend.width)
     started = time.perf_counter()
-    disparity = refine_disparity(left_rgb, right_rgb, disparity, matching.camera_radius_px, threads=matching.threads)
+    disparity = matching.at_camera(left_rgb, right_rgb, disparity)
     matching_s += time.perf_counter() - started
     return StereoResult(disparity, cv2.resize(result.confidence, (w, h), interpolation=cv2.INTER_LINEAR), matching_s)
 

@@ -50,9 +50,9 @@ MAX_RADIUS_PX = 32
 SEED_WINDOW_PX = 31
 SEED_MARGIN = 1.0
 # Horizontal bands matched in parallel threads (NumPy and OpenCV release the GIL): 1.5-1.7x faster on 2
-# cores, bit-identical, because each band carries BAND_HALO_ROWS of context (census, window, seeds).
+# cores, bit-identical, because each band carries rows of context: census and window, plus the seed
+# window with edge seeds (band_halo_rows).
 BANDS = min(4, os.cpu_count() or 1)  # threads by default
-BAND_HALO_ROWS = CENSUS_RADIUS + WINDOW_PX // 2 + SEED_WINDOW_PX // 2
 MIN_BAND_ROWS = 32
 MAX_BAND_PIXELS = 320_000  # larger images take more bands than threads: memory stays bounded
 _pools: dict[int, ThreadPoolExecutor] = {}  # by thread count, created on first use
@@ -73,6 +73,14 @@ class LocalMatching:
                 raise ValueError(f"local matching {name} must be in [0, {MAX_RADIUS_PX}], not {value}")
         if self.threads < 0:
             raise ValueError(f"local matching threads must be >= 0, not {self.threads}")
+
+    def at_network_input(self, left_rgb: np.ndarray, right_rgb: np.ndarray, disparity_px: np.ndarray) -> np.ndarray:
+        """Level 1: on the images the network saw, with edge seeds."""
+        return refine_disparity(left_rgb, right_rgb, disparity_px, self.radius_px, edge_seeds=True, threads=self.threads)
+
+    def at_camera(self, left_rgb: np.ndarray, right_rgb: np.ndarray, disparity_px: np.ndarray) -> np.ndarray:
+        """Level 2: on the camera images, around the upsampled level-1 result."""
+        return refine_disparity(left_rgb, right_rgb, disparity_px, self.camera_radius_px, threads=self.threads)
 
 
 NO_MATCHING = LocalMatching(0, 0)
@@ -105,9 +113,10 @@ def refine_disparity(left_rgb: np.ndarray, right_rgb: np.ndarray, disparity_px: 
     if radius_px == 0 or bands == 1:
         return refine_band(left_rgb, right_rgb, prior, radius_px, edge_seeds)
     cuts = [round(i * h / bands) for i in range(bands + 1)]
+    halo = CENSUS_RADIUS + WINDOW_PX // 2 + (SEED_WINDOW_PX // 2 if edge_seeds else 0)
 
     def band(i: int) -> np.ndarray:
-        top, bottom = max(0, cuts[i] - BAND_HALO_ROWS), min(h, cuts[i + 1] + BAND_HALO_ROWS)
+        top, bottom = max(0, cuts[i] - halo), min(h, cuts[i + 1] + halo)
         out = refine_band(left_rgb[top:bottom], right_rgb[top:bottom], prior[top:bottom], radius_px, edge_seeds)
         return out[cuts[i] - top:cuts[i + 1] - top]
 
@@ -161,6 +170,7 @@ def match_around(codes: tuple[np.ndarray, np.ndarray], prior: np.ndarray, radius
     index = np.empty((h, w), np.int32)
     # Only the columns left of this can have unmatchable candidates (window_room < radius).
     unmatchable_columns = int(np.flatnonzero((window_room < radius).any(axis=0)).max(initial=-1)) + 1
+    left_columns = (slice(None), slice(0, unmatchable_columns))
     step_penalty = round(STEP_PENALTY * WINDOW_PX ** 2)  # in window sums of bits
     index_bits = 128  # > 2 * MAX_RADIUS_PX + 1: the candidate's index rides in the low bits of its key
 
@@ -174,8 +184,7 @@ def match_around(codes: tuple[np.ndarray, np.ndarray], prior: np.ndarray, radius
         bits = np.bitwise_count(np.bitwise_xor(left_codes, np.take(right_codes, index, mode="clip")))
         cv2.boxFilter(bits, cv2.CV_16U, window, dst=costs[candidate], normalize=False, borderType=cv2.BORDER_REFLECT)
         if unmatchable_columns:
-            left = (slice(None), slice(0, unmatchable_columns))
-            np.copyto(costs[candidate][left], UNMATCHABLE, where=window_room[left] < offset)
+            np.copyto(costs[candidate][left_columns], UNMATCHABLE, where=window_room[left_columns] < offset)
         cv2.addWeighted(costs[candidate], float(index_bits), costs[candidate], 0.0,
                         float((step_penalty * abs(offset)) * index_bits + candidate), dst=key, dtype=cv2.CV_32F)
         np.minimum(best_key, key, out=best_key)
