@@ -8,7 +8,8 @@ import pytest
 from ros2_stereo_depth.data.synthetic import SceneParams, SyntheticSequence
 from ros2_stereo_depth.inference.base import StereoResult, infer_at_image_size
 from ros2_stereo_depth.inference.local_matching import (CENSUS_OFFSETS, NO_MATCHING, LocalMatching, census_transform,
-                                                        refine_disparity)
+                                                        fuse_sgbm, refine_disparity)
+from ros2_stereo_depth.inference.sgbm import sgbm_num_disparities
 
 
 def textured_shift(disparity_px: int, height: int = 96, width: int = 160, blur_px: float = 1.0, seed: int = 0):
@@ -41,7 +42,7 @@ def test_a_prior_a_few_px_off_is_corrected_to_sub_pixel(scene):
     rng = np.random.default_rng(1)
     offset = cv2.resize(rng.uniform(-6, 6, (6, 8)).astype(np.float32), truth.shape[::-1], interpolation=cv2.INTER_CUBIC)
     prior = truth + offset
-    refined = refine_disparity(scene.left, scene.right, prior, 8)
+    refined = refine_disparity(scene.left, scene.right, prior, 8).disparity_px
     visible = ~scene.occluded
     before, after = np.abs(prior - truth)[visible], np.abs(refined - truth)[visible]
     assert (before > 1).mean() > 0.6
@@ -59,7 +60,7 @@ def test_edge_seeds_recover_the_sides_of_a_blurred_depth_edge(scene):
     prior = cv2.GaussianBlur(truth, (0, 0), 6)
 
     def bad1_near_edges(edge_seeds: bool) -> float:
-        error = np.abs(refine_disparity(scene.left, scene.right, prior, 8, edge_seeds) - truth)
+        error = np.abs(refine_disparity(scene.left, scene.right, prior, 8, edge_seeds).disparity_px - truth)
         return float((error[near_edge & visible] > 1).mean() * 100)
 
     assert (np.abs(prior - truth)[near_edge & visible] > 1).mean() > 0.9
@@ -72,15 +73,15 @@ def test_outside_the_radius_or_without_texture_the_prior_stays():
     # has its minimum at its edge (22 px), which says "outside": the prior stays.
     left, right = textured_shift(20, blur_px=4.0)
     far = np.full(left.shape[:2], 30.5, np.float32)
-    refined = refine_disparity(left, right, far, 8)
+    refined = refine_disparity(left, right, far, 8).disparity_px
     inner = (slice(8, -8), slice(40, -8))
     assert (refined[inner] == far[inner]).mean() > 0.95
     near = np.full(left.shape[:2], 23.7, np.float32)
-    np.testing.assert_allclose(refine_disparity(left, right, near, 8)[inner], 20.0, atol=0.25)
+    np.testing.assert_allclose(refine_disparity(left, right, near, 8).disparity_px[inner], 20.0, atol=0.25)
     flat = np.full((64, 96, 3), 90, np.uint8)  # no texture: every candidate costs the same
     smooth = np.linspace(10.0, 14.0, 96, dtype=np.float32)[None, :].repeat(64, 0)
-    np.testing.assert_array_equal(refine_disparity(flat, flat, smooth, 8), smooth)
-    np.testing.assert_array_equal(refine_disparity(left, right, near, 0), near)  # radius 0: off
+    np.testing.assert_array_equal(refine_disparity(flat, flat, smooth, 8).disparity_px, smooth)
+    np.testing.assert_array_equal(refine_disparity(left, right, near, 0).disparity_px, near)  # radius 0: off
 
 
 def test_bad_settings_and_sizes_are_refused():
@@ -124,13 +125,13 @@ def test_both_levels_at_image_size(scene):
 
     # 5 px off at the network size, 10 px at the image's: only the first level reaches it.
     assert errors(5.0, NO_MATCHING)[0] > 95
-    assert errors(5.0, LocalMatching(0, 4))[0] > 90
-    first, both = errors(5.0, LocalMatching(8, 0)), errors(5.0, LocalMatching(8, 3))
+    assert errors(5.0, LocalMatching(0, 4, sgbm=False))[0] > 90
+    first, both = errors(5.0, LocalMatching(8, 0, sgbm=False)), errors(5.0, LocalMatching(8, 3, sgbm=False))
     assert first[0] < 10 and both[0] < 10
     assert both[1] < first[1], (first, both)  # the image-size level adds precision
     # 1.5 px off at the network size (3 at the image's): the image-size level alone corrects it.
     assert errors(1.5, NO_MATCHING)[0] > 95
-    assert errors(1.5, LocalMatching(0, 4))[0] < 10
+    assert errors(1.5, LocalMatching(0, 4, sgbm=False))[0] < 10
 
 
 @pytest.mark.parametrize("edge_seeds", [True, False])
@@ -143,5 +144,52 @@ def test_parallel_bands_give_the_whole_image_result(scene, monkeypatch, edge_see
     whole = local_matching.refine_band(scene.left, scene.right, prior, 8, edge_seeds)
     monkeypatch.setattr(local_matching, "BANDS", 3)
     banded = refine_disparity(scene.left, scene.right, prior, 8, edge_seeds)
-    np.testing.assert_array_equal(banded, whole)
-    assert np.abs(whole - prior).max() > 1.0  # the matching did change the prior
+    np.testing.assert_array_equal(banded.disparity_px, whole.disparity_px)
+    np.testing.assert_array_equal(banded.matched, whole.matched)
+    assert np.abs(whole.disparity_px - prior).max() > 1.0  # the matching did change the prior
+    np.testing.assert_array_equal(whole.matched, whole.disparity_px != prior)
+
+
+def blurred_prior(scene, offset_px: float) -> np.ndarray:
+    """A network-like prior: the true disparity blurred across depth edges (sigma 6 px), plus an offset."""
+    return cv2.GaussianBlur(scene.disparity_px, (0, 0), 6) + np.float32(offset_px)
+
+
+def test_sgbm_fusion_corrects_a_prior_beyond_the_radius(scene):
+    """10 px off with a radius of 4: the census matching cannot reach the answer, SGBM's trusted matches
+    do, everywhere but its blind left band (its first numDisparities columns), where the prior stays."""
+    truth, visible = scene.disparity_px, ~scene.occluded
+    prior = blurred_prior(scene, 10.0)
+    refined = refine_disparity(scene.left, scene.right, prior, 4, edge_seeds=True)
+    fused = fuse_sgbm(scene.left, scene.right, prior, refined)
+    band = np.arange(truth.shape[1])[None, :] < sgbm_num_disparities(1.25 * float(prior.max()) + 8)
+    assert (np.abs(refined.disparity_px - truth)[visible] > 1).mean() > 0.95
+    error = np.abs(fused - truth)
+    assert (error[visible & ~band] > 1).mean() < 0.05, f"bad-1 {100 * (error[visible & ~band] > 1).mean():.1f} %"
+    np.testing.assert_array_equal(fused[:, band[0]], refined.disparity_px[:, band[0]])
+    # The node's path: LocalMatching turns the fusion on by default, off with sgbm=False.
+    np.testing.assert_array_equal(LocalMatching(4, 0).at_network_input(scene.left, scene.right, prior), fused)
+    np.testing.assert_array_equal(LocalMatching(4, 0, sgbm=False).at_network_input(scene.left, scene.right, prior),
+                                  refined.disparity_px)
+
+
+def test_sgbm_fusion_fills_occlusions_from_the_background(scene):
+    """The blurred prior spreads the foreground over the pixels it occludes in the right view; there no
+    match exists, and the fill takes the background's disparity (the truth of an occluded pixel)."""
+    truth = scene.disparity_px
+    prior = blurred_prior(scene, 0.0)
+    refined = refine_disparity(scene.left, scene.right, prior, 8, edge_seeds=True)
+    fused = fuse_sgbm(scene.left, scene.right, prior, refined)
+    occluded = scene.occluded & (np.arange(truth.shape[1])[None, :] >= 80)  # right of SGBM's blind band
+    assert occluded.sum() > 1000
+    before, after = ((np.abs(d - truth)[occluded] > 2).mean() for d in (refined.disparity_px, fused))
+    assert before > 0.3 and after < 0.15, (before, after)
+
+
+def test_sgbm_fusion_keeps_out_of_a_noisy_camera(scene):
+    """Strong independent noise in each view: no SGBM match passes the gate, nothing is filled."""
+    rng = np.random.default_rng(0)
+    left, right = (np.clip(im + rng.normal(0, 60, im.shape), 0, 255).astype(np.uint8) for im in (scene.left, scene.right))
+    prior = blurred_prior(scene, 0.0)
+    refined = refine_disparity(left, right, prior, 8, edge_seeds=True)
+    np.testing.assert_array_equal(fuse_sgbm(left, right, prior, refined), refined.disparity_px)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from ros2_stereo_depth.evaluation.metrics import EDGE_THRESHOLD_PX, depth_edges, disparity_metrics, pool_metrics
-from ros2_stereo_depth.evaluation.sgbm import fill_holes, sgbm_disparity, tune_sgbm, tuned_candidates
+from ros2_stereo_depth.evaluation.sgbm import tune_sgbm, tuned_candidates
+from ros2_stereo_depth.inference.sgbm import fill_holes, sgbm_disparity
 from ros2_stereo_depth.pair import StereoPair
 
 
@@ -157,4 +158,16 @@ def test_fill_holes_takes_the_farther_neighbour_on_the_row():
     filled = fill_holes(np.nan_to_num(disparity, nan=-1.0), predicted)
     np.testing.assert_array_equal(filled[0], [5, 5, 5, 5, 9, 9])  # holes between 5 and 9 take 5
     assert np.isnan(filled[1]).all()  # nothing on the row to fill from
+    np.testing.assert_array_equal(filled[2], [2, 2, 7, 7, 3, 3])
+
+
+def test_fill_holes_with_a_gap_limit_fills_only_narrow_holes_between_two_predictions():
+    disparity = np.array([[np.nan, 5.0, np.nan, np.nan, 9.0, np.nan],
+                          [4.0, np.nan, np.nan, np.nan, np.nan, 6.0],
+                          [2.0, np.nan, 7.0, 7.0, np.nan, 3.0]], np.float32)
+    predicted = np.isfinite(disparity)
+    filled = fill_holes(np.nan_to_num(disparity, nan=-1.0), predicted, max_gap_px=3)
+    np.testing.assert_array_equal(filled[0, 1:5], [5, 5, 5, 9])  # 5 and 9 are 3 px apart
+    assert np.isnan(filled[0, [0, 5]]).all()  # a prediction on one side only
+    assert np.isnan(filled[1, 1:5]).all()  # 4 and 6 are 5 px apart: too wide
     np.testing.assert_array_equal(filled[2], [2, 2, 7, 7, 3, 3])

@@ -77,8 +77,8 @@ def network_then_matching(backend, sample, matching):
 
 
 def test_disparity_is_the_network_output_at_camera_resolution(harness, first_frame):
-    """The ROS path (conversion, resize to 256x192, network, local matching, resize back, x320/256 rescale,
-    local matching) against the same steps called directly: catches channel-order, resize and scale
+    """The ROS path (conversion, resize to 256x192, network, local matching and SGBM fusion, resize back,
+    x320/256 rescale, local matching) against the same steps called directly: catches channel-order, resize and scale
     mistakes even with random weights; then with the matching turned off at run time, the network alone."""
     sample, _, out = first_frame
     backend = harness.node.pipeline.processor.backend
@@ -88,12 +88,13 @@ def test_disparity_is_the_network_output_at_camera_resolution(harness, first_fra
     np.testing.assert_allclose(got[valid], expected[valid], rtol=1e-4, atol=1e-3)
     network_alone = network_then_matching(backend, sample, NO_MATCHING)
     assert np.abs(network_alone - expected)[valid].mean() > 0.05  # the matching changed something
-    _set(harness, match_radius_px=0, match_camera_radius_px=0)
+    _set(harness, match_radius_px=0, match_camera_radius_px=0, match_sgbm=False)
     try:
         msgs = harness.messages(sample.left, sample.right, harness.next_header())
         got = image_to_array(harness.wait_for(harness.publish(msgs), names=("disparity",))["disparity"].image)
     finally:
-        _set(harness, match_radius_px=LocalMatching().radius_px, match_camera_radius_px=LocalMatching().camera_radius_px)
+        _set(harness, match_radius_px=LocalMatching().radius_px, match_camera_radius_px=LocalMatching().camera_radius_px,
+             match_sgbm=LocalMatching().sgbm)
     valid = network_alone > 0
     np.testing.assert_allclose(got[valid], network_alone[valid], rtol=1e-4, atol=1e-3)
 

@@ -15,7 +15,7 @@ from ros2_stereo_depth.data.bag_writer import stereo_messages, write_bag
 from ros2_stereo_depth.data.heldout_bag import HeldOutDomain, heldout_frames, read_heldout_ground_truth, write_heldout_bag
 from ros2_stereo_depth.evaluation.pairs import evaluation_pairs
 from ros2_stereo_depth.data.synthetic import Photometric
-from ros2_stereo_depth.evaluation.sgbm import sgbm_disparity
+from ros2_stereo_depth.inference.sgbm import sgbm_disparity
 from ros2_stereo_depth.training.loop import train
 from ros2_stereo_depth.training.losses import self_supervised_terms
 from ros2_stereo_depth.training.proxy_labels import lr_checked_sgbm, lr_consistent, proxy_batch

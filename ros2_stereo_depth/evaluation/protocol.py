@@ -27,7 +27,8 @@ from .metrics import EDGE_THRESHOLD_PX, METRIC_KEYS, disparity_metrics, pool_met
 from .network import NetworkRunner, NetworkSettings
 from .pairs import rescale_pair
 from .picture import comparison_picture
-from .sgbm import BLOCK_SIZE, fill_holes, sgbm_disparity, sgbm_num_disparities, tune_sgbm
+from ..inference.sgbm import BLOCK_SIZE, fill_holes, sgbm_disparity, sgbm_num_disparities
+from .sgbm import tune_sgbm
 
 SGBM_MODES = ("tuned", "given", "none")
 PICTURE_WIDTH_PX = 2000  # five panels
@@ -90,6 +91,7 @@ def evaluate(named_pairs: Iterable[tuple[str, StereoPair]], settings: Evaluation
             "min_disparity": settings.network.min_disparity, "min_confidence": settings.network.min_confidence,
             "match_radius_px": settings.network.matching.radius_px,
             "match_camera_radius_px": 0 if settings.network.native else settings.network.matching.camera_radius_px,
+            "match_sgbm": settings.network.matching.sgbm,
         },
         "backend": f"{selected.backend.name} on {selected.backend.device}",
         "backend_reason": selected.reason,
@@ -162,7 +164,7 @@ def format_table(report: dict[str, object]) -> str:
     lines = [f"{p['pairs']} pair(s) at scale {p['scale']} ({', '.join(p['resolution'])}), {p['path']} path "
              f"(network input {', '.join(p['network_input'])}, search range {', '.join(map(str, p['search_range_px']))} px, "
              f"local matching +-{p['match_radius_px']} px at the network input, +-{p['match_camera_radius_px']} px at "
-             "the image); "
+             f"the image, SGBM fusion {'on' if p.get('match_sgbm') else 'off'}); "
              "dense metrics over all pixels with ground truth (no prediction = error); "
              f"edges: ground-truth jump > {p['edge_threshold_px']} px",
              f"network: {report['weights']}; {report['backend']}"]

@@ -24,7 +24,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..data.synthetic import SceneParams, SyntheticSequence
-from ..evaluation.sgbm import sgbm_disparity
+from ..inference.sgbm import sgbm_disparity
 from ..inference.base import StereoBackend, StereoResult
 from ..normalisation import normalise
 

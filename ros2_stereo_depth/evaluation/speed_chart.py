@@ -20,7 +20,7 @@ import numpy as np
 from ..inference.base import StereoBackend, infer_at_image_size
 from ..inference.local_matching import LocalMatching
 from .metrics import disparity_metrics
-from .sgbm import sgbm_disparity, sgbm_filled
+from ..inference.sgbm import sgbm_disparity, sgbm_filled
 from .speed import time_interleaved
 
 ALOE_DIR = Path("/usr/share/doc/opencv-doc/examples/data")

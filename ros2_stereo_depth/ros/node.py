@@ -101,6 +101,9 @@ PARAMETERS: dict[str, Param] = {
     "match_camera_radius_px": Param(LocalMatching().camera_radius_px, "then, when the camera is larger than the "
                                     "network input, +- this many px at the camera resolution; 0: off",
                                     0, MAX_RADIUS_PX, read_only=False),
+    "match_sgbm": Param(LocalMatching().sgbm, "at the network input size, take OpenCV SGBM's matches where they pass "
+                        "the census gate and fill the holes beside depth edges from the background (false: the "
+                        "network and the census matching only)", read_only=False),
     "use_color": Param(True, "points2 carries an rgb field (from left/image_rect_color when published, "
                        "else left/image_rect)", read_only=False),
     "avoid_point_cloud_padding": Param(False, "points2 packed (x y z rgb, 16 bytes) instead of stereo_image_proc's "
@@ -141,7 +144,8 @@ def output_settings(params: Mapping[str, Any]) -> OutputSettings:
     """The processor's settings from the node's parameter values (the bench passes the defaults)."""
     return OutputSettings(params["min_disparity"], params["min_confidence"], params["use_color"],
                           params["avoid_point_cloud_padding"],
-                          LocalMatching(params["match_radius_px"], params["match_camera_radius_px"], params["threads"]))
+                          LocalMatching(params["match_radius_px"], params["match_camera_radius_px"], params["threads"],
+                                        params["match_sgbm"]))
 
 
 class StereoDepthPipeline:
@@ -191,12 +195,13 @@ class StereoDepthPipeline:
                              "network input": f"{backend.width}x{backend.height}",
                              "max disparity (network px)": str(self.processor.network_max_disparity)}
         self.node.get_logger().info(f"stereo depth: {selected.describe()}")
-        if p["match_radius_px"] or p["match_camera_radius_px"]:
+        if p["match_radius_px"] or p["match_camera_radius_px"] or p["match_sgbm"]:
             # The matching is NumPy/OpenCV on the CPU: next to a GPU network it sets the frame rate.
             self.node.get_logger().info(
                 f"local matching on the CPU after the network: +-{p['match_radius_px']} px at the network input, "
-                f"+-{p['match_camera_radius_px']} px at the camera resolution (about 200 ms a 640x480 set on 2 x86 "
-                "cores); match_radius_px:=0 match_camera_radius_px:=0 for the network alone" +
+                f"+-{p['match_camera_radius_px']} px at the camera resolution, SGBM fusion "
+                f"{'on' if p['match_sgbm'] else 'off'} (about 300 ms a 640x480 set on 2 x86 cores); "
+                "match_radius_px:=0 match_camera_radius_px:=0 match_sgbm:=false for the network alone" +
                 ("; the network runs on a GPU, so the matching dominates the time per set" if backend.device != "cpu" else ""))
         if not selected.weights.trained:
             self.node.get_logger().warning("no trained weights: the published disparity is meaningless")

@@ -65,8 +65,11 @@ def add_matching_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--match-camera-radius", type=int, default=default.camera_radius_px,
                        help="+- px searched then at the image resolution when it is larger than the network "
                             f"input (default {default.camera_radius_px}, as the node; 0: off)")
+    group.add_argument("--match-sgbm", action=argparse.BooleanOptionalAction, default=default.sgbm,
+                       help="fuse OpenCV SGBM's trusted matches at the network input size (default on, as the "
+                            "node's match_sgbm)")
 
 
 def local_matching(args: argparse.Namespace) -> LocalMatching:
     """The matching options, with the backend's --threads (as the node's `threads` parameter)."""
-    return LocalMatching(args.match_radius, args.match_camera_radius, args.threads)
+    return LocalMatching(args.match_radius, args.match_camera_radius, args.threads, args.match_sgbm)

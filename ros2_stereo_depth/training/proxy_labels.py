@@ -1,6 +1,6 @@
 """Proxy labels for confidence-guided adaptation: SGBM disparities that survive a left-right check.
 
-SGBM (evaluation/sgbm.py) is run on the pair and on the mirrored pair (the right view's disparity); a
+SGBM (inference/sgbm.py) is run on the pair and on the mirrored pair (the right view's disparity); a
 left pixel keeps its SGBM disparity d only when the right view's disparity where it lands, at x - d,
 agrees within `LR_TOLERANCE_PX`. Occlusions, repeated texture and textureless areas fail that check
 (or SGBM leaves them empty), so what remains is a sparse set of confident matches that pulls the
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..evaluation.sgbm import sgbm_disparity
+from ..inference.sgbm import sgbm_disparity
 from .losses import unnormalise
 
 LR_TOLERANCE_PX = 1.0
