@@ -6,7 +6,7 @@ evaluation/metrics.py. A method "at WxH" gets the pair resized to WxH (INTER_ARE
 is brought back to 641x555 and scaled by the width ratio, as the node does for a camera whose images
 are not the network's input size (inference/base.py `infer_at_image_size`); so every size is scored
 against the same ground truth, and the time is that of the method at WxH alone. A config appears twice:
-the network alone, and with the local matching at WxH (`+ matching`: the node's first matching level;
+the network alone, and with the local matching at WxH (`+ matching`: the node's first matching level and SGBM fusion;
 the second, at the camera resolution, is left out so that the time covers all that the accuracy does).
 """
 from __future__ import annotations
@@ -66,7 +66,8 @@ Method = tuple[StereoBackend | None, int, LocalMatching]  # backend (None: SGBM 
 
 
 def with_matching_at_input(radius_px: int) -> LocalMatching:
-    """The local matching at the method's input size only (see the module docstring)."""
+    """The local matching at the method's input size only, with the node's SGBM fusion (see the module
+    docstring)."""
     return LocalMatching(radius_px, 0)
 
 
