@@ -164,7 +164,7 @@ def format_table(report: dict[str, object]) -> str:
     lines = [f"{p['pairs']} pair(s) at scale {p['scale']} ({', '.join(p['resolution'])}), {p['path']} path "
              f"(network input {', '.join(p['network_input'])}, search range {', '.join(map(str, p['search_range_px']))} px, "
              f"local matching +-{p['match_radius_px']} px at the network input, +-{p['match_camera_radius_px']} px at "
-             f"the image, SGBM fusion {'on' if p.get('match_sgbm') else 'off'}); "
+             f"the image, SGBM fusion {'on' if p['match_sgbm'] else 'off'}); "
              "dense metrics over all pixels with ground truth (no prediction = error); "
              f"edges: ground-truth jump > {p['edge_threshold_px']} px",
              f"network: {report['weights']}; {report['backend']}"]

@@ -5,10 +5,11 @@ largest ground-truth disparity, and at least the first one that covers it) x blo
 setting for the whole dataset. The search range matters a lot: SGBM answers nothing in its leftmost
 numDisparities columns, so a range much wider than the scene's costs it its left border.
 
-Filled (inference/sgbm.py `fill_holes`, TunedSgbm.filled): the same search with SGBM's holes filled from the background
-along each row, the standard way (Middlebury, KITTI) to score a sparse method on a dense metric. On
-Aloe this nearly halves SGBM's dense bad-2 (24.0 -> 13.4 % at full size): its holes, not its matches, are most
-of its errors, so the filled SGBM is the stronger classical baseline and is reported beside the other.
+Filled (inference/sgbm.py `fill_holes`, TunedSgbm.filled): the same search with SGBM's holes filled
+from the background along each row, the standard way (Middlebury, KITTI) to score a sparse method on a
+dense metric. On Aloe this nearly halves SGBM's dense bad-2 (24.0 -> 13.4 % at full size): its holes, not
+its matches, are most of its errors, so the filled SGBM is the stronger classical baseline and is
+reported beside the other.
 """
 from __future__ import annotations
 

@@ -183,7 +183,7 @@ def fuse_sgbm(left_rgb: np.ndarray, right_rgb: np.ndarray, prior: np.ndarray, re
     values on both sides: on a noisy camera the few matches that pass the gate would otherwise spread over
     whole rows (the held-out recording: bad-2 6.5 -> 27 %). Not in SGBM's blind left band (its first
     numDisparities columns) either, where only the network answers."""
-    h, w = prior.shape
+    w = prior.shape[1]
     num_disparities = sgbm_num_disparities(SGBM_RANGE_FACTOR * float(np.nanmax(prior, initial=0.0)) + SGBM_RANGE_MARGIN_PX)
     if num_disparities >= w:
         return refined.disparity_px
@@ -195,7 +195,7 @@ def fuse_sgbm(left_rgb: np.ndarray, right_rgb: np.ndarray, prior: np.ndarray, re
     trusted &= density >= SGBM_MIN_DENSITY
     background = fill_holes(sgbm_px, trusted, max_gap_px=num_disparities)
     fill = ~trusted & ~refined.matched & np.isfinite(background) & (np.arange(w) >= num_disparities)[None, :]
-    return np.where(trusted, sgbm_px, np.where(fill, background, refined.disparity_px)).astype(np.float32)
+    return np.where(trusted, sgbm_px, np.where(fill, background, refined.disparity_px))  # all float32
 
 
 def window_cost_at(left_rgb: np.ndarray, right_rgb: np.ndarray, disparity_px: np.ndarray) -> np.ndarray:
@@ -203,7 +203,7 @@ def window_cost_at(left_rgb: np.ndarray, right_rgb: np.ndarray, disparity_px: np
     rounded disparity (NaN: 0), (H,W) float32 in [0, 1]; matches left of the right image use its first column."""
     left_codes = census_transform(cv2.cvtColor(left_rgb, cv2.COLOR_RGB2GRAY))
     right_codes = census_transform(cv2.cvtColor(right_rgb, cv2.COLOR_RGB2GRAY))
-    h, w = disparity_px.shape
+    w = disparity_px.shape[1]
     match_x = np.clip(np.arange(w)[None, :] - np.rint(np.nan_to_num(disparity_px, nan=0.0)).astype(np.int32), 0, w - 1)
     bits = np.bitwise_count(left_codes ^ np.take_along_axis(right_codes, match_x, 1)).astype(np.float32)
     return cv2.boxFilter(bits, -1, (WINDOW_PX, WINDOW_PX), normalize=True, borderType=cv2.BORDER_REFLECT) / len(CENSUS_OFFSETS)
