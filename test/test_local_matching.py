@@ -109,6 +109,21 @@ class HalfSizeOracle:
         return StereoResult(self.answer.copy(), np.ones_like(self.answer))
 
 
+@pytest.mark.parametrize("image_wh, network_wh, level_wh", [
+    ((1282, 1110), (640, 480), (640, 554)),  # Aloe: the network's width, the image's aspect ratio (not 640x480)
+    ((1280, 720), (640, 480), (640, 360)),
+    ((641, 555), (640, 480), (641, 555)),  # at most 1.25x as wide: the image's own size, no second level
+    ((320, 240), (640, 480), (320, 240)),  # a camera smaller than the network input is not upscaled
+    ((1282, 1110), (256, 192), (256, 222)),
+])
+def test_first_level_size(image_wh, network_wh, level_wh):
+    assert LocalMatching().first_level_size(image_wh, network_wh) == level_wh
+    assert LocalMatching(0, 4, sgbm=True).first_level_size(image_wh, network_wh) == level_wh  # SGBM alone
+    # Level 1 off: the network's answer goes straight to the camera, resized once.
+    assert LocalMatching(0, 4, sgbm=False).first_level_size(image_wh, network_wh) == network_wh
+    assert NO_MATCHING.first_level_size(image_wh, network_wh) == network_wh
+
+
 def test_both_levels_at_image_size(scene):
     truth = scene.disparity_px
     h, w = truth.shape
@@ -132,6 +147,28 @@ def test_both_levels_at_image_size(scene):
     # 1.5 px off at the network size (3 at the image's): the image-size level alone corrects it.
     assert errors(1.5, NO_MATCHING)[0] > 95
     assert errors(1.5, LocalMatching(0, 4, sgbm=False))[0] < 10
+
+
+def test_first_level_keeps_the_image_aspect_ratio(scene):
+    """A network input of another aspect ratio (half the width, a third of the height): level 1 runs at
+    half size (the network's width, the image's shape), on the images and the network's answer resized
+    there, and level 2 at the image's."""
+    truth = scene.disparity_px
+    h, w = truth.shape
+    squashed_truth = cv2.resize(truth, (w // 2, h // 3), interpolation=cv2.INTER_NEAREST) / 2
+    seen = []
+
+    class Recording(LocalMatching):
+        def at_first_level(self, left_rgb, right_rgb, disparity_px):
+            seen.append((left_rgb.shape, disparity_px.shape, float(np.median(disparity_px))))
+            return super().at_first_level(left_rgb, right_rgb, disparity_px)
+
+    d = infer_at_image_size(HalfSizeOracle(squashed_truth, 2.0), scene.left, scene.right,
+                            Recording(8, 3, sgbm=False)).disparity_px
+    assert seen[0][:2] == ((h // 2, w // 2, 3), (h // 2, w // 2))
+    assert seen[0][2] == pytest.approx(float(np.median(truth)) / 2 + 2.0, abs=0.5)  # px of the half-size image
+    error = np.abs(d - truth)[~scene.occluded]
+    assert (error > 1).mean() < 0.10, f"bad-1 {100 * (error > 1).mean():.1f} %"
 
 
 @pytest.mark.parametrize("edge_seeds", [True, False])
@@ -168,8 +205,8 @@ def test_sgbm_fusion_corrects_a_prior_beyond_the_radius(scene):
     assert (error[visible & ~band] > 1).mean() < 0.05, f"bad-1 {100 * (error[visible & ~band] > 1).mean():.1f} %"
     np.testing.assert_array_equal(fused[:, band[0]], refined.disparity_px[:, band[0]])
     # The node's path: LocalMatching turns the fusion on by default, off with sgbm=False.
-    np.testing.assert_array_equal(LocalMatching(4, 0).at_network_input(scene.left, scene.right, prior), fused)
-    np.testing.assert_array_equal(LocalMatching(4, 0, sgbm=False).at_network_input(scene.left, scene.right, prior),
+    np.testing.assert_array_equal(LocalMatching(4, 0).at_first_level(scene.left, scene.right, prior), fused)
+    np.testing.assert_array_equal(LocalMatching(4, 0, sgbm=False).at_first_level(scene.left, scene.right, prior),
                                   refined.disparity_px)
 
 

@@ -163,7 +163,7 @@ def format_table(report: dict[str, object]) -> str:
     methods = [m for m in ("model", "sgbm", "sgbm_tuned", "sgbm_tuned_filled") if m in report]
     lines = [f"{p['pairs']} pair(s) at scale {p['scale']} ({', '.join(p['resolution'])}), {p['path']} path "
              f"(network input {', '.join(p['network_input'])}, search range {', '.join(map(str, p['search_range_px']))} px, "
-             f"local matching +-{p['match_radius_px']} px at the network input, +-{p['match_camera_radius_px']} px at "
+             f"local matching +-{p['match_radius_px']} px at the network's width and the image's aspect ratio, +-{p['match_camera_radius_px']} px at "
              f"the image, SGBM fusion {'on' if p['match_sgbm'] else 'off'}); "
              "dense metrics over all pixels with ground truth (no prediction = error); "
              f"edges: ground-truth jump > {p['edge_threshold_px']} px",

@@ -5,9 +5,11 @@ Protocol (README *Accuracy*): Aloe at half size (641x555) with its ground truth,
 evaluation/metrics.py. A method "at WxH" gets the pair resized to WxH (INTER_AREA) and its disparity
 is brought back to 641x555 and scaled by the width ratio, as the node does for a camera whose images
 are not the network's input size (inference/base.py `infer_at_image_size`); so every size is scored
-against the same ground truth, and the time is that of the method at WxH alone. A config appears twice:
-the network alone, and with the local matching at WxH (`+ matching`: the node's first matching level and SGBM fusion;
-the second, at the camera resolution, is left out so that the time covers all that the accuracy does).
+against the same ground truth, and the time is that of the method at WxH alone (for our configs: the
+node's call on the 641x555 pair, its resize to WxH included). A config appears twice: the network alone,
+and with the local matching (`+ matching`: the node's first matching level and SGBM fusion, at the network
+input's width and the image's aspect ratio; the second level, at the camera resolution, is left out so
+that the time covers all that the accuracy does).
 """
 from __future__ import annotations
 
@@ -89,7 +91,9 @@ def accuracy_at_size(methods: dict[str, Method], size: tuple[int, int], repeats:
                 raise ValueError("the chart times a method at its input size only: camera_radius_px must be 0")
             disparity = infer_at_image_size(backend, left, right, matching).disparity_px
             predicted = np.ones(gt.shape, bool)
-            fns[name] = lambda l, r, b=backend, m=matching: infer_at_image_size(b, l, r, m)
+            # Timed on the 641x555 pair, as scored: the first matching level runs at the image's aspect
+            # ratio (inference/local_matching.py first_level_size), not at WxH.
+            fns[name] = lambda _l, _r, b=backend, m=matching: infer_at_image_size(b, left, right, m)
         points[name] = {"size": f"{size[0]}x{size[1]}", "max_disparity": max_disparity,
                         "bad2": dense_bad2(disparity, predicted, gt, valid)}
     for name, timing in time_interleaved(fns, [(small[0], small[1])], repeats, 1).items():

@@ -45,25 +45,36 @@ def infer_at_image_size(backend: StereoBackend, left_rgb: np.ndarray, right_rgb:
 
     The images are resized to the network input (INTER_AREA when shrinking: no aliasing) and the
     result back; disparity is a horizontal length, so it also scales by the width ratio. `matching`
-    re-matches the network's answer locally (inference/local_matching.py) at the network input size and,
-    when the images are larger, at theirs; the node passes its match_* parameters, NO_MATCHING gives the
-    network alone."""
+    re-matches the network's answer locally (inference/local_matching.py): level 1 at
+    `matching.first_level_size` (the network input's width, the images' aspect ratio) and,
+    when the images are larger than that, level 2 at theirs; the node passes its match_* parameters,
+    NO_MATCHING gives the network alone."""
     h, w = left_rgb.shape[:2]
     if right_rgb.shape != left_rgb.shape:
         raise ValueError(f"left image is {w}x{h}, right is {right_rgb.shape[1]}x{right_rgb.shape[0]}")
-    small_left = resize_to_input(left_rgb, backend.width, backend.height)
-    small_right = resize_to_input(right_rgb, backend.width, backend.height)
+    network_wh = (backend.width, backend.height)
+    small_left = resize_to_input(left_rgb, *network_wh)
+    small_right = resize_to_input(right_rgb, *network_wh)
     result = backend.infer(small_left, small_right)
+    confidence = result.confidence if (w, h) == network_wh else cv2.resize(result.confidence, (w, h),
+                                                                          interpolation=cv2.INTER_LINEAR)
     started = time.perf_counter()
-    disparity = matching.at_network_input(small_left, small_right, result.disparity_px)
-    matching_s = time.perf_counter() - started
-    if (w, h) == (backend.width, backend.height):
-        return StereoResult(disparity, result.confidence, matching_s)
-    disparity = cv2.resize(disparity, (w, h), interpolation=cv2.INTER_LINEAR) * np.float32(w / backend.width)
-    started = time.perf_counter()
-    disparity = matching.at_camera(left_rgb, right_rgb, disparity)
-    matching_s += time.perf_counter() - started
-    return StereoResult(disparity, cv2.resize(result.confidence, (w, h), interpolation=cv2.INTER_LINEAR), matching_s)
+    level_wh = matching.first_level_size((w, h), network_wh)
+    if level_wh != network_wh:
+        small_left = resize_to_input(left_rgb, *level_wh)
+        small_right = resize_to_input(right_rgb, *level_wh)
+    disparity = matching.at_first_level(small_left, small_right, resize_disparity(result.disparity_px, *level_wh))
+    if level_wh != (w, h):
+        disparity = matching.at_camera(left_rgb, right_rgb, resize_disparity(disparity, w, h))
+    return StereoResult(disparity, confidence, time.perf_counter() - started)
+
+
+def resize_disparity(disparity_px: np.ndarray, width: int, height: int) -> np.ndarray:
+    """A disparity map at another size (bilinear), its values scaled by the width ratio (px of that size)."""
+    if disparity_px.shape == (height, width):
+        return disparity_px
+    scale = np.float32(width / disparity_px.shape[1])
+    return cv2.resize(disparity_px, (width, height), interpolation=cv2.INTER_LINEAR) * scale
 
 
 def valid_disparity(disparity_px: np.ndarray, confidence: np.ndarray, min_disparity: float,

@@ -12,15 +12,16 @@ keeps the network's answer as a prior and re-matches every pixel within +-radius
   lies strictly inside the search window (a minimum at the window's edge says the answer is outside it)
   and is a good match (MAX_MATCH_COST: on a noisy camera every candidate is poor, and the prior stays).
 
-Two levels (inference/base.py infer_at_image_size): at the network input size (radius_px, on the images
-the network saw, with edge seeds: see `refine_band`), then, when the camera is larger, at the camera
-resolution (camera_radius_px) around the upsampled result. The network gives the global answer
-(textureless regions, occlusions, the search range); matching gives the precision. At the network input
-size, `fuse_sgbm` then adds OpenCV SGBM's trusted matches and fills occlusions from the background. Aloe,
-`fast` through the node path: bad-2 44.0 -> 22.3 % (census matching) -> 12.2 % (with SGBM) at full size
-(README "Accuracy"). The constants below were chosen on Aloe, the
-held-out-domain recording and the demo scene, which are also what we evaluate on: treat those figures
-as tuned, not blind.
+Two levels (inference/base.py infer_at_image_size). Level 1 (radius_px, with edge seeds: see
+`refine_band`) works at the network input's width and the images' aspect ratio (`first_level_size`;
+at the images' own size when they are not much wider), on the network's disparity
+resized there; `fuse_sgbm` then adds OpenCV SGBM's trusted matches and fills occlusions from the
+background. When the images are larger still, level 2 (camera_radius_px) re-matches at their resolution
+around the upsampled result. The network gives the global answer (textureless regions, occlusions, the
+search range); matching gives the precision. Aloe, `fast` through the node path: bad-2 44.0 -> 21.9 %
+(census matching) -> 11.8 % (with SGBM, level 1 at the image's aspect ratio) at full size (README
+"Accuracy"). The constants below were chosen on Aloe, the held-out-domain recording and the demo scene,
+which are also what we evaluate on: treat those figures as tuned, not blind.
 """
 from __future__ import annotations
 
@@ -60,7 +61,7 @@ SEED_MARGIN = 1.0
 BANDS = min(4, os.cpu_count() or 1)  # threads by default
 MIN_BAND_ROWS = 32
 MAX_BAND_PIXELS = 320_000  # larger images take more bands than threads: memory stays bounded
-# SGBM fused at the network input (`fuse_sgbm`): block size 3 (Aloe: 16.2 % vs 16.6 % with 5, 17.2 % with 7,
+# SGBM fused at level 1 (`fuse_sgbm`): block size 3 (Aloe: 16.2 % vs 16.6 % with 5, 17.2 % with 7,
 # before the fill) and a search range of 1.25x the network's largest disparity + 8 px.
 SGBM_BLOCK_SIZE = 3
 SGBM_RANGE_FACTOR = 1.25
@@ -69,16 +70,24 @@ SGBM_RANGE_MARGIN_PX = 8.0
 # recording 12.0 -> 10.9 % bad-2 (10.6 % without SGBM), Aloe unchanged.
 SGBM_DENSITY_WINDOW_PX = 31
 SGBM_MIN_DENSITY = 0.3
+# Level 1 matches at the network input's width (disparity is horizontal: its precision is in columns) and
+# the images' aspect ratio, or at the images' own size when they are at most this much wider; never on the
+# network input's aspect ratio, which squashes an image of another shape (Aloe 1282x1110 -> 640x480 loses 13 %
+# more of its rows than of its columns). Aloe, fast: at half size (641x555) bad-2 9.5 -> 8.5 % with no second
+# level; at full size (matched at 640x554) 12.2 -> 11.8 %; tiny 21.1 -> 20.2 % (256x222); the held-out
+# recording (320x240, matched there rather than upscaled to 640x480) 6.5 -> 6.35 % in a third of the time;
+# tiny's demo frame (320x240 for a 256x192 input) 21.1 -> 14.8 %.
+MATCH_WIDTH_SLACK = 1.25
 _pools: dict[int, ThreadPoolExecutor] = {}  # by thread count, created on first use
 
 
 @dataclass(frozen=True)
 class LocalMatching:
     """Search radii (px) around the network's disparity; 0 turns a level off; and whether SGBM's trusted
-    matches are fused at the network input (`fuse_sgbm`). The node's parameters match_radius_px,
+    matches are fused at level 1 (`fuse_sgbm`). The node's parameters match_radius_px,
     match_camera_radius_px and match_sgbm; their defaults are these."""
-    radius_px: int = 16  # at the network input size
-    camera_radius_px: int = 4  # at the camera resolution, when it is not the network input size
+    radius_px: int = 16  # level 1, at `first_level_size`
+    camera_radius_px: int = 4  # level 2, at the camera resolution, when level 1 was not
     threads: int = 0  # bands matched in parallel; 0: BANDS (the node passes its `threads` parameter)
     sgbm: bool = True
 
@@ -90,8 +99,21 @@ class LocalMatching:
         if self.threads < 0:
             raise ValueError(f"local matching threads must be >= 0, not {self.threads}")
 
-    def at_network_input(self, left_rgb: np.ndarray, right_rgb: np.ndarray, disparity_px: np.ndarray) -> np.ndarray:
-        """Level 1: on the images the network saw, with edge seeds, then SGBM's trusted matches fused."""
+    def first_level_size(self, image_wh: tuple[int, int], network_wh: tuple[int, int]) -> tuple[int, int]:
+        """(width, height) at which level 1 matches images of image_wh for a network input of network_wh:
+        the network input's width and the images' aspect ratio, or the images' own size when they are at
+        most MATCH_WIDTH_SLACK times as wide. The network input itself when level 1 is off (the network's
+        answer is then resized once)."""
+        (w, h), network_w = image_wh, network_wh[0]
+        if self.radius_px == 0 and not self.sgbm:
+            return network_wh
+        if w <= MATCH_WIDTH_SLACK * network_w:
+            return image_wh
+        return network_w, max(1, round(h * network_w / w))
+
+    def at_first_level(self, left_rgb: np.ndarray, right_rgb: np.ndarray, disparity_px: np.ndarray) -> np.ndarray:
+        """Level 1 (images at `first_level_size`): census matching with edge seeds, then SGBM's trusted
+        matches fused."""
         refined = refine_disparity(left_rgb, right_rgb, disparity_px, self.radius_px, edge_seeds=True, threads=self.threads)
         return fuse_sgbm(left_rgb, right_rgb, disparity_px, refined) if self.sgbm else refined.disparity_px
 

@@ -94,14 +94,14 @@ PARAMETERS: dict[str, Param] = {
                            -1024.0, 1024.0, read_only=False),
     "min_confidence": Param(0.0, "pixels whose network confidence is below this are invalid (0: keep all)",
                             0.0, 1.0, read_only=False),
-    "match_radius_px": Param(LocalMatching().radius_px, "local matching around the network's disparity at the "
-                             "network input size: search +- this many px (and +- half that around its local max and min: the sides "
+    "match_radius_px": Param(LocalMatching().radius_px, "local matching around the network's disparity, at the "
+                             "network input's width and the camera's aspect ratio: search +- this many px (and +- half that around its local max and min: the sides "
                              "of a blurred depth edge; census, 9x9 window); 0: the network alone",
                              0, MAX_RADIUS_PX, read_only=False),
-    "match_camera_radius_px": Param(LocalMatching().camera_radius_px, "then, when the camera is larger than the "
-                                    "network input, +- this many px at the camera resolution; 0: off",
+    "match_camera_radius_px": Param(LocalMatching().camera_radius_px, "then, when the camera is larger than that, "
+                                    "+- this many px at the camera resolution; 0: off",
                                     0, MAX_RADIUS_PX, read_only=False),
-    "match_sgbm": Param(LocalMatching().sgbm, "at the network input size, take OpenCV SGBM's matches where they pass "
+    "match_sgbm": Param(LocalMatching().sgbm, "at the first matching level, take OpenCV SGBM's matches where they pass "
                         "the census gate and fill the holes beside depth edges from the background (false: the "
                         "network and the census matching only)", read_only=False),
     "use_color": Param(True, "points2 carries an rgb field (from left/image_rect_color when published, "
@@ -198,7 +198,7 @@ class StereoDepthPipeline:
         if p["match_radius_px"] or p["match_camera_radius_px"] or p["match_sgbm"]:
             # The matching is NumPy/OpenCV on the CPU: next to a GPU network it sets the frame rate.
             self.node.get_logger().info(
-                f"local matching on the CPU after the network: +-{p['match_radius_px']} px at the network input, "
+                f"local matching on the CPU after the network: +-{p['match_radius_px']} px at the network input's width, "
                 f"+-{p['match_camera_radius_px']} px at the camera resolution, SGBM fusion "
                 f"{'on' if p['match_sgbm'] else 'off'} (about 300 ms a 640x480 set on 2 x86 cores); "
                 "match_radius_px:=0 match_camera_radius_px:=0 match_sgbm:=false for the network alone" +

@@ -60,13 +60,14 @@ def add_matching_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("local matching (inference/local_matching.py)")
     default = LocalMatching()
     group.add_argument("--match-radius", type=int, default=default.radius_px,
-                       help=f"+- px searched around the network's disparity at the network input size, 0 to "
+                       help=f"+- px searched around the network's disparity at the network input's width and "
+                            f"the image's aspect ratio, 0 to "
                             f"{MAX_RADIUS_PX} (default {default.radius_px}, as the node; 0: the network alone)")
     group.add_argument("--match-camera-radius", type=int, default=default.camera_radius_px,
-                       help="+- px searched then at the image resolution when it is larger than the network "
-                            f"input (default {default.camera_radius_px}, as the node; 0: off)")
+                       help="+- px searched then at the image resolution when it is larger than that "
+                            f"(default {default.camera_radius_px}, as the node; 0: off)")
     group.add_argument("--match-sgbm", action=argparse.BooleanOptionalAction, default=default.sgbm,
-                       help="fuse OpenCV SGBM's trusted matches at the network input size (default on, as the "
+                       help="fuse OpenCV SGBM's trusted matches at the first matching level (default on, as the "
                             "node's match_sgbm)")
 
 
