@@ -223,6 +223,50 @@ def test_sgbm_fusion_fills_occlusions_from_the_background(scene):
     assert before > 0.3 and after < 0.15, (before, after)
 
 
+def test_sgbm_fusion_tiers(scene, monkeypatch):
+    """Which value each pixel gets, with the census cost of SGBM's matches set by hand, column by column
+    (two trusted, one plausible, one poor: every pixel has enough trusted neighbours): trusted (cost <=
+    MAX_MATCH_COST) everywhere SGBM answers; plausible (up to SGBM_PLAUSIBLE_COST) only where the census
+    matching did not answer; a poor match never."""
+    import ros2_stereo_depth.inference.local_matching as local_matching
+    from ros2_stereo_depth.inference.sgbm import fill_holes, sgbm_disparity
+
+    h, w = scene.disparity_px.shape
+    prior = blurred_prior(scene, 10.0)
+    column = np.arange(w)[None, :].repeat(h, 0)
+    stripes = {"trusted": column % 4 < 2, "plausible": column % 4 == 2, "poor": column % 4 == 3}
+    cost = np.select([stripes["trusted"], stripes["plausible"], stripes["poor"]],
+                     [local_matching.MAX_MATCH_COST, local_matching.SGBM_PLAUSIBLE_COST, 0.5], 0.0).astype(np.float32)
+    monkeypatch.setattr(local_matching, "window_cost_at", lambda left, right, disparity: cost)
+    census_matched = (np.arange(h)[:, None] < h // 2).repeat(w, 1)  # the census matching answered the top half
+    refined = local_matching.Refined(prior - np.float32(3.0), census_matched)
+    fused = fuse_sgbm(scene.left, scene.right, prior, refined)
+    num_disparities = sgbm_num_disparities(1.25 * float(prior.max()) + 8)
+    sgbm_px, predicted = sgbm_disparity(scene.left, scene.right, num_disparities, local_matching.SGBM_BLOCK_SIZE)
+    answered = predicted & (sgbm_px > 0)
+    window = (local_matching.SGBM_DENSITY_WINDOW_PX,) * 2
+    supported = answered & (cv2.boxFilter((answered & stripes["trusted"]).astype(np.float32), -1, window,
+                                          borderType=cv2.BORDER_REFLECT) >= local_matching.SGBM_MIN_DENSITY)
+    trusted = supported & stripes["trusted"]
+    background = fill_holes(sgbm_px, trusted, max_gap_px=num_disparities)
+    fillable = np.isfinite(background) & (column >= num_disparities)
+    bottom = ~census_matched
+    expected = {  # (top half, bottom half) for the pixels of each stripe where SGBM answered, supported
+        "trusted": (sgbm_px, sgbm_px),
+        "plausible": (refined.disparity_px, sgbm_px),
+        "poor": (refined.disparity_px, np.where(fillable, background, refined.disparity_px))}
+    for name, (top_value, bottom_value) in expected.items():
+        for half, value in ((census_matched, top_value), (bottom, bottom_value)):
+            where = stripes[name] & half & supported
+            assert where.sum() > 500, name
+            np.testing.assert_array_equal(fused[where], value[where], err_msg=name)
+    poor = stripes["poor"] & bottom & supported
+    assert (fused[poor] != sgbm_px[poor]).mean() > 0.1  # a poor match is not taken: the fill differs from it
+    # The top half keeps the census matching's answer wherever SGBM is not trusted.
+    keep = census_matched & ~stripes["trusted"]
+    np.testing.assert_array_equal(fused[keep], refined.disparity_px[keep])
+
+
 def test_sgbm_fusion_keeps_out_of_a_noisy_camera(scene):
     """Strong independent noise in each view: no SGBM match passes the gate, nothing is filled."""
     rng = np.random.default_rng(0)
