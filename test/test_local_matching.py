@@ -8,7 +8,7 @@ import pytest
 from ros2_stereo_depth.data.synthetic import SceneParams, SyntheticSequence
 from ros2_stereo_depth.inference.base import StereoResult, infer_at_image_size
 from ros2_stereo_depth.inference.local_matching import (CENSUS_OFFSETS, NO_MATCHING, LocalMatching, census_transform,
-                                                        fuse_sgbm, refine_disparity)
+                                                        fuse_sgbm, refine_disparity, sgbm_matches)
 from ros2_stereo_depth.inference.sgbm import sgbm_num_disparities
 
 
@@ -198,7 +198,7 @@ def test_sgbm_fusion_corrects_a_prior_beyond_the_radius(scene):
     truth, visible = scene.disparity_px, ~scene.occluded
     prior = blurred_prior(scene, 10.0)
     refined = refine_disparity(scene.left, scene.right, prior, 4, edge_seeds=True)
-    fused = fuse_sgbm(scene.left, scene.right, prior, refined)
+    fused = fuse_sgbm(refined, sgbm_matches(scene.left, scene.right, prior))
     band = np.arange(truth.shape[1])[None, :] < sgbm_num_disparities(1.25 * float(prior.max()) + 8)
     assert (np.abs(refined.disparity_px - truth)[visible] > 1).mean() > 0.95
     error = np.abs(fused - truth)
@@ -216,7 +216,7 @@ def test_sgbm_fusion_fills_occlusions_from_the_background(scene):
     truth = scene.disparity_px
     prior = blurred_prior(scene, 0.0)
     refined = refine_disparity(scene.left, scene.right, prior, 8, edge_seeds=True)
-    fused = fuse_sgbm(scene.left, scene.right, prior, refined)
+    fused = fuse_sgbm(refined, sgbm_matches(scene.left, scene.right, prior))
     occluded = scene.occluded & (np.arange(truth.shape[1])[None, :] >= 80)  # right of SGBM's blind band
     assert occluded.sum() > 1000
     before, after = ((np.abs(d - truth)[occluded] > 2).mean() for d in (refined.disparity_px, fused))
@@ -240,7 +240,7 @@ def test_sgbm_fusion_tiers(scene, monkeypatch):
     monkeypatch.setattr(local_matching, "window_cost_at", lambda left, right, disparity: cost)
     census_matched = (np.arange(h)[:, None] < h // 2).repeat(w, 1)  # the census matching answered the top half
     refined = local_matching.Refined(prior - np.float32(3.0), census_matched)
-    fused = fuse_sgbm(scene.left, scene.right, prior, refined)
+    fused = fuse_sgbm(refined, sgbm_matches(scene.left, scene.right, prior))
     num_disparities = sgbm_num_disparities(1.25 * float(prior.max()) + 8)
     sgbm_px, predicted = sgbm_disparity(scene.left, scene.right, num_disparities, local_matching.SGBM_BLOCK_SIZE)
     answered = predicted & (sgbm_px > 0)
@@ -273,4 +273,4 @@ def test_sgbm_fusion_keeps_out_of_a_noisy_camera(scene):
     left, right = (np.clip(im + rng.normal(0, 60, im.shape), 0, 255).astype(np.uint8) for im in (scene.left, scene.right))
     prior = blurred_prior(scene, 0.0)
     refined = refine_disparity(left, right, prior, 8, edge_seeds=True)
-    np.testing.assert_array_equal(fuse_sgbm(left, right, prior, refined), refined.disparity_px)
+    np.testing.assert_array_equal(fuse_sgbm(refined, sgbm_matches(left, right, prior)), refined.disparity_px)

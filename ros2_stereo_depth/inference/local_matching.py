@@ -85,6 +85,7 @@ SGBM_PLAUSIBLE_COST = 1.5 * MAX_MATCH_COST
 # tiny's demo frame (320x240 for a 256x192 input) 21.1 -> 14.8 %.
 MATCH_WIDTH_SLACK = 1.25
 _pools: dict[int, ThreadPoolExecutor] = {}  # by thread count, created on first use
+_sgbm_thread = ThreadPoolExecutor(1, thread_name_prefix="local_matching_sgbm")
 
 
 @dataclass(frozen=True)
@@ -120,8 +121,14 @@ class LocalMatching:
     def at_first_level(self, left_rgb: np.ndarray, right_rgb: np.ndarray, disparity_px: np.ndarray) -> np.ndarray:
         """Level 1 (images at `first_level_size`): census matching with edge seeds, then SGBM's trusted
         matches fused."""
+        if not self.sgbm:
+            return refine_disparity(left_rgb, right_rgb, disparity_px, self.radius_px, edge_seeds=True,
+                                    threads=self.threads).disparity_px
+        # SGBM and the census matching are independent until they are fused: SGBM runs in its own thread
+        # meanwhile (OpenCV releases the GIL), which fills the cores that the bands leave idle.
+        pending = _sgbm_thread.submit(sgbm_matches, left_rgb, right_rgb, disparity_px)
         refined = refine_disparity(left_rgb, right_rgb, disparity_px, self.radius_px, edge_seeds=True, threads=self.threads)
-        return fuse_sgbm(left_rgb, right_rgb, disparity_px, refined) if self.sgbm else refined.disparity_px
+        return fuse_sgbm(refined, pending.result())
 
     def at_camera(self, left_rgb: np.ndarray, right_rgb: np.ndarray, disparity_px: np.ndarray) -> np.ndarray:
         """Level 2: on the camera images, around the upsampled level-1 result."""
@@ -198,37 +205,52 @@ def refine_band(left_rgb: np.ndarray, right_rgb: np.ndarray, prior: np.ndarray, 
     return Refined(disparity, np.isfinite(cost))
 
 
-def fuse_sgbm(left_rgb: np.ndarray, right_rgb: np.ndarray, prior: np.ndarray, refined: Refined) -> np.ndarray:
+class SgbmMatches(NamedTuple):
+    """OpenCV SGBM's answer at level 1 and the census cost of each of its matches (`sgbm_matches`)."""
+    disparity_px: np.ndarray  # (H,W) float32, NaN where SGBM gave none
+    answered: np.ndarray  # (H,W) bool: SGBM gave a disparity > 0
+    cost: np.ndarray  # (H,W) float32 `window_cost_at` its disparity
+    num_disparities: int
+
+
+def sgbm_matches(left_rgb: np.ndarray, right_rgb: np.ndarray, prior: np.ndarray) -> SgbmMatches | None:
+    """SGBM over the range the network's disparity (`prior`) needs, with the census cost of its matches;
+    None when that range is as wide as the image (nothing would be left to match)."""
+    num_disparities = sgbm_num_disparities(SGBM_RANGE_FACTOR * float(np.nanmax(prior, initial=0.0)) + SGBM_RANGE_MARGIN_PX)
+    if num_disparities >= prior.shape[1]:
+        return None
+    sgbm_px, predicted = sgbm_disparity(left_rgb, right_rgb, num_disparities, SGBM_BLOCK_SIZE)
+    # 0 px is the edge of SGBM's range (the answer may lie beyond it) and no valid disparity for the node.
+    return SgbmMatches(sgbm_px, predicted & (sgbm_px > 0), window_cost_at(left_rgb, right_rgb, sgbm_px), num_disparities)
+
+
+def fuse_sgbm(refined: Refined, sgbm: SgbmMatches | None) -> np.ndarray:
     """Semi-global matches where they are trusted, the background where nothing matched; (H,W) float32.
 
-    OpenCV's SGBM (inference/sgbm.py) over the range the network's disparity needs: its paths carry
+    OpenCV's SGBM (`sgbm_matches`, over the range the network's disparity needs): its paths carry
     the smoothness a window match lacks, and where it answers and the census match at its disparity is
     good (MAX_MATCH_COST, the gate of `match_around`) among enough such matches around it (SGBM_MIN_DENSITY:
     isolated ones on a noisy camera are chance) its value is taken. Where neither it nor the census
     matching (`refined`) answered, SGBM's value is still taken when its cost passes a looser gate
     (SGBM_PLAUSIBLE_COST) in such a neighbourhood; otherwise, mostly beside depth edges, where the
-    background is occluded in the right view, the pixel takes the farther of SGBM's nearest trusted values left and right on its row (`fill_holes`).
+    background is occluded in the right view, the pixel takes the farther of SGBM's nearest trusted values
+    left and right on its row (`fill_holes`).
     Only holes at most the search range wide (an occlusion is as wide as its disparity step) with trusted
     values on both sides: on a noisy camera the few matches that pass the gate would otherwise spread over
     whole rows (the held-out recording: bad-2 6.5 -> 27 %). Not in SGBM's blind left band (its first
     numDisparities columns) either, where only the network answers."""
-    w = prior.shape[1]
-    num_disparities = sgbm_num_disparities(SGBM_RANGE_FACTOR * float(np.nanmax(prior, initial=0.0)) + SGBM_RANGE_MARGIN_PX)
-    if num_disparities >= w:
+    if sgbm is None:
         return refined.disparity_px
-    sgbm_px, predicted = sgbm_disparity(left_rgb, right_rgb, num_disparities, SGBM_BLOCK_SIZE)
-    cost = window_cost_at(left_rgb, right_rgb, sgbm_px)
-    # 0 px is the edge of SGBM's range (the answer may lie beyond it) and no valid disparity for the node.
-    answered = predicted & (sgbm_px > 0)
-    trusted = answered & (cost <= MAX_MATCH_COST)
+    w = refined.disparity_px.shape[1]
+    trusted = sgbm.answered & (sgbm.cost <= MAX_MATCH_COST)
     supported = cv2.boxFilter(trusted.astype(np.float32), -1, (SGBM_DENSITY_WINDOW_PX, SGBM_DENSITY_WINDOW_PX),
                               borderType=cv2.BORDER_REFLECT) >= SGBM_MIN_DENSITY
     trusted &= supported
     unanswered = ~trusted & ~refined.matched
-    plausible = unanswered & answered & supported & (cost <= SGBM_PLAUSIBLE_COST)
-    background = fill_holes(sgbm_px, trusted, max_gap_px=num_disparities)
-    fill = unanswered & ~plausible & np.isfinite(background) & (np.arange(w) >= num_disparities)[None, :]
-    return np.where(trusted | plausible, sgbm_px, np.where(fill, background, refined.disparity_px))  # all float32
+    plausible = unanswered & sgbm.answered & supported & (sgbm.cost <= SGBM_PLAUSIBLE_COST)
+    background = fill_holes(sgbm.disparity_px, trusted, max_gap_px=sgbm.num_disparities)
+    fill = unanswered & ~plausible & np.isfinite(background) & (np.arange(w) >= sgbm.num_disparities)[None, :]
+    return np.where(trusted | plausible, sgbm.disparity_px, np.where(fill, background, refined.disparity_px))  # all float32
 
 
 def window_cost_at(left_rgb: np.ndarray, right_rgb: np.ndarray, disparity_px: np.ndarray) -> np.ndarray:
