@@ -171,6 +171,26 @@ def test_first_level_keeps_the_image_aspect_ratio(scene):
     assert (error > 1).mean() < 0.10, f"bad-1 {100 * (error > 1).mean():.1f} %"
 
 
+def test_upsampling_to_the_camera_keeps_depth_edges_sharp():
+    """A level-1 disparity (40x30) with a vertical depth edge, at the camera's 100x60 (2.5x wide, 2x high):
+    beside the edge each camera pixel takes the side its colour belongs to, where bilinear upsampling
+    mixes the two; a smooth slant is upsampled bilinearly."""
+    from ros2_stereo_depth.inference.local_matching import resize_disparity, upsample_to_camera
+
+    camera = np.zeros((60, 100, 3), np.uint8)
+    camera[:, :53] = (200, 40, 40)  # the foreground's colour up to column 52, then the background's
+    camera[:, 53:] = (40, 40, 200)
+    small = cv2.resize(camera, (40, 30), interpolation=cv2.INTER_AREA)
+    level = np.where(np.arange(40)[None, :] < 21, np.float32(20.0), np.float32(8.0)).repeat(30, 0)
+    upsampled = upsample_to_camera(level, small, camera)
+    expected = np.where(np.arange(100)[None, :] < 53, np.float32(50.0), np.float32(20.0)).repeat(60, 0)  # x2.5
+    np.testing.assert_array_equal(upsampled, expected)
+    bilinear = resize_disparity(level, 100, 60)
+    assert np.abs(bilinear - expected).max() > 10  # what the colour pick corrects
+    slant = np.linspace(10, 11.5, 40, dtype=np.float32)[None, :].repeat(30, 0)  # 0.04 px per level-1 column
+    np.testing.assert_array_equal(upsample_to_camera(slant, small, camera), resize_disparity(slant, 100, 60))
+
+
 @pytest.mark.parametrize("edge_seeds", [True, False])
 def test_parallel_bands_give_the_whole_image_result(scene, monkeypatch, edge_seeds):
     """Each band carries enough rows of context (census and window) for its rows to come out exactly as

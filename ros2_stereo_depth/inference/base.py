@@ -9,7 +9,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from .local_matching import NO_MATCHING, LocalMatching
+from .local_matching import NO_MATCHING, LocalMatching, resize_disparity
 
 
 @dataclass
@@ -65,16 +65,8 @@ def infer_at_image_size(backend: StereoBackend, left_rgb: np.ndarray, right_rgb:
         small_right = resize_to_input(right_rgb, *level_wh)
     disparity = matching.at_first_level(small_left, small_right, resize_disparity(result.disparity_px, *level_wh))
     if level_wh != (w, h):
-        disparity = matching.at_camera(left_rgb, right_rgb, resize_disparity(disparity, w, h))
+        disparity = matching.at_camera(left_rgb, right_rgb, small_left, disparity)
     return StereoResult(disparity, confidence, time.perf_counter() - started)
-
-
-def resize_disparity(disparity_px: np.ndarray, width: int, height: int) -> np.ndarray:
-    """A disparity map at another size (bilinear), its values scaled by the width ratio (px of that size)."""
-    if disparity_px.shape == (height, width):
-        return disparity_px
-    scale = np.float32(width / disparity_px.shape[1])
-    return cv2.resize(disparity_px, (width, height), interpolation=cv2.INTER_LINEAR) * scale
 
 
 def valid_disparity(disparity_px: np.ndarray, confidence: np.ndarray, min_disparity: float,
