@@ -173,8 +173,8 @@ def test_search_range_the_network_cannot_use_is_an_error(capsys):
 # matching and the SGBM fusion. Guards: a regression of more than GUARD_PP points of bad-2 (or GUARD_EDGE_EPE px of edge EPE)
 # fails. Targets (issue 9): bad-2 <= 0.7x tuned SGBM and edge EPE below tuned SGBM's, at full and half size.
 # (config, scale): (bad-2 %, edge EPE px) measured
-MEASURED = {("fast", 1.0): (10.66, 16.74), ("fast", 0.5): (8.03, 8.17),
-            ("tiny", 1.0): (18.94, 19.18), ("tiny", 0.5): (13.58, 9.9)}
+MEASURED = {("fast", 1.0): (10.17, 16.44), ("fast", 0.5): (7.58, 8.08),
+            ("tiny", 1.0): (18.33, 18.81), ("tiny", 0.5): (12.98, 9.83)}
 NETWORK_ALONE = {("fast", 1.0): (44.01, 21.54), ("fast", 0.5): (31.91, 11.17),
                  ("tiny", 1.0): (70.16, 23.08), ("tiny", 0.5): (47.59, 11.95)}
 TUNED_SGBM_BAD2 = {1.0: 24.02, 0.5: 23.96}  # numDisparities 144 / 80, block 3
@@ -227,20 +227,28 @@ def test_fast_edge_epe_beats_tuned_sgbm(shipped):
 
 
 def test_fast_bad2_beats_tuned_sgbm(shipped):
-    """Issue 9 target met (the local matching with the SGBM fusion): fast 10.7 % against tuned SGBM's 24.0 %
-    at full size (0.44x), 8.0 % against 24.0 % at half size (0.34x); target 0.7x."""
+    """Issue 9 target met (the local matching with the SGBM fusion): fast 10.2 % against tuned SGBM's 24.0 %
+    at full size (0.42x), 7.6 % against 24.0 % at half size (0.32x); target 0.7x."""
     _, reports = shipped
     assert reports["fast"]["ratio_to_tuned_sgbm"]["bad2"] <= TARGET_BAD2_RATIO
 
 
 def test_fast_bad2_beats_tuned_sgbm_with_holes_filled(shipped):
     """The stronger classical baseline on a dense metric (inference/sgbm.py fill_holes): 13.4 % at full
-    size (fast 10.7 %, 0.80x), 9.75 % at half size (fast 8.0 %, 0.82x)."""
+    size (fast 10.2 %, 0.76x), 9.75 % at half size (fast 7.6 %, 0.78x)."""
     _, reports = shipped
     assert reports["fast"]["ratio_to_tuned_sgbm_filled"]["bad2"] < 1.0
 
 
-@pytest.mark.xfail(strict=True, reason="not reached: the filled SGBM's depth-edge EPE is lower (see the README Accuracy table)")
-def test_fast_edge_epe_beats_tuned_sgbm_with_holes_filled(shipped):
-    _, reports = shipped
-    assert reports["fast"]["model"]["edge_epe"] < reports["fast"]["sgbm_tuned_filled"]["edge_epe"]
+def test_fast_edge_epe_beats_tuned_sgbm_with_holes_filled(shipped, request):
+    """Not reached. At full size a strict expected failure (16.4 against 14.9 px). At half size the two
+    are level (8.08 against 8.07 px), too close for a strict expectation that a CPU with other float
+    kernels could flip: the test asserts the level, within 2 %, instead."""
+    scale, reports = shipped
+    ours, filled = reports["fast"]["model"]["edge_epe"], reports["fast"]["sgbm_tuned_filled"]["edge_epe"]
+    if scale == 0.5:
+        assert ours <= 1.02 * filled, (ours, filled)
+        return
+    request.applymarker(pytest.mark.xfail(strict=True, reason="not reached: the filled SGBM's depth-edge EPE is "
+                                                              "lower at full size (see the README Accuracy table)"))
+    assert ours < filled

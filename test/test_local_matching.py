@@ -9,7 +9,6 @@ from ros2_stereo_depth.data.synthetic import SceneParams, SyntheticSequence
 from ros2_stereo_depth.inference.base import StereoResult, infer_at_image_size
 from ros2_stereo_depth.inference.local_matching import (CENSUS_OFFSETS, NO_MATCHING, LocalMatching, census_transform,
                                                         fuse_sgbm, refine_disparity, sgbm_matches)
-from ros2_stereo_depth.inference.sgbm import sgbm_num_disparities
 
 
 def textured_shift(disparity_px: int, height: int = 96, width: int = 160, blur_px: float = 1.0, seed: int = 0):
@@ -218,8 +217,9 @@ def test_sgbm_fusion_corrects_a_prior_beyond_the_radius(scene):
     truth, visible = scene.disparity_px, ~scene.occluded
     prior = blurred_prior(scene, 10.0)
     refined = refine_disparity(scene.left, scene.right, prior, 4, edge_seeds=True)
-    fused = fuse_sgbm(refined, sgbm_matches(scene.left, scene.right, prior))
-    band = np.arange(truth.shape[1])[None, :] < sgbm_num_disparities(1.25 * float(prior.max()) + 8)
+    matches = sgbm_matches(scene.left, scene.right, prior)
+    fused = fuse_sgbm(refined, matches)
+    band = np.arange(truth.shape[1])[None, :] < matches.blind_columns
     assert (np.abs(refined.disparity_px - truth)[visible] > 1).mean() > 0.95
     error = np.abs(fused - truth)
     assert (error[visible & ~band] > 1).mean() < 0.05, f"bad-1 {100 * (error[visible & ~band] > 1).mean():.1f} %"
@@ -243,13 +243,29 @@ def test_sgbm_fusion_fills_occlusions_from_the_background(scene):
     assert before > 0.3 and after < 0.15, (before, after)
 
 
+def test_sgbm_answers_half_of_its_blind_band():
+    """A plane at 10 px with a prior that asks for a 96 px range: SGBM leaves columns 0-95 blank; the
+    second pass over the left part with half the range answers columns 48-95, exactly."""
+    left, right = textured_shift(10, width=200)
+    prior = np.full(left.shape[:2], 60.0, np.float32)
+    matches = sgbm_matches(left, right, prior)
+    assert (matches.num_disparities, matches.blind_columns) == (96, 48)
+    assert not matches.answered[:, :48].any()
+    band = matches.answered[8:-8, 48:96]  # rows clear of the image border
+    assert band.mean() > 0.9, band.mean()
+    np.testing.assert_allclose(matches.disparity_px[8:-8, 48:96][band], 10.0, atol=0.25)
+    # Exact matches pass the census gate (from column 52: the cost window's left edge then clears the blank
+    # columns, which window_cost_at matches at 0 px).
+    assert (matches.cost[8:-8, 52:96][band[:, 4:]] < 0.05).all()
+
+
 def test_sgbm_fusion_tiers(scene, monkeypatch):
     """Which value each pixel gets, with the census cost of SGBM's matches set by hand, column by column
     (two trusted, one plausible, one poor: every pixel has enough trusted neighbours): trusted (cost <=
     MAX_MATCH_COST) everywhere SGBM answers; plausible (up to SGBM_PLAUSIBLE_COST) only where the census
     matching did not answer; a poor match never."""
     import ros2_stereo_depth.inference.local_matching as local_matching
-    from ros2_stereo_depth.inference.sgbm import fill_holes, sgbm_disparity
+    from ros2_stereo_depth.inference.sgbm import fill_holes
 
     h, w = scene.disparity_px.shape
     prior = blurred_prior(scene, 10.0)
@@ -260,16 +276,16 @@ def test_sgbm_fusion_tiers(scene, monkeypatch):
     monkeypatch.setattr(local_matching, "window_cost_at", lambda left, right, disparity: cost)
     census_matched = (np.arange(h)[:, None] < h // 2).repeat(w, 1)  # the census matching answered the top half
     refined = local_matching.Refined(prior - np.float32(3.0), census_matched)
-    fused = fuse_sgbm(refined, sgbm_matches(scene.left, scene.right, prior))
-    num_disparities = sgbm_num_disparities(1.25 * float(prior.max()) + 8)
-    sgbm_px, predicted = sgbm_disparity(scene.left, scene.right, num_disparities, local_matching.SGBM_BLOCK_SIZE)
-    answered = predicted & (sgbm_px > 0)
+    matches = sgbm_matches(scene.left, scene.right, prior)
+    np.testing.assert_array_equal(matches.cost, cost)
+    fused = fuse_sgbm(refined, matches)
+    sgbm_px, answered = matches.disparity_px, matches.answered
     window = (local_matching.SGBM_DENSITY_WINDOW_PX,) * 2
     supported = answered & (cv2.boxFilter((answered & stripes["trusted"]).astype(np.float32), -1, window,
                                           borderType=cv2.BORDER_REFLECT) >= local_matching.SGBM_MIN_DENSITY)
     trusted = supported & stripes["trusted"]
-    background = fill_holes(sgbm_px, trusted, max_gap_px=num_disparities)
-    fillable = np.isfinite(background) & (column >= num_disparities)
+    background = fill_holes(sgbm_px, trusted, max_gap_px=matches.num_disparities)
+    fillable = np.isfinite(background) & (column >= matches.blind_columns)
     bottom = ~census_matched
     expected = {  # (top half, bottom half) for the pixels of each stripe where SGBM answered, supported
         "trusted": (sgbm_px, sgbm_px),
