@@ -200,7 +200,7 @@ class StereoDepthPipeline:
             self.node.get_logger().info(
                 f"local matching on the CPU after the network: +-{p['match_radius_px']} px at the network input's width, "
                 f"+-{p['match_camera_radius_px']} px at the camera resolution, SGBM fusion "
-                f"{'on' if p['match_sgbm'] else 'off'} (about 300 ms a 640x480 set on 2 x86 cores); "
+                f"{'on' if p['match_sgbm'] else 'off'} (about 230 ms a 640x480 set on 2 x86 cores); "
                 "match_radius_px:=0 match_camera_radius_px:=0 match_sgbm:=false for the network alone" +
                 ("; the network runs on a GPU, so the matching dominates the time per set" if backend.device != "cpu" else ""))
         if not selected.weights.trained:
