@@ -1,4 +1,5 @@
-"""Local matching around the network's disparity (inference/local_matching.py) on pairs with exact disparity."""
+"""Local matching around the network's disparity (inference/local_matching.py and the census matching, SGBM
+fusion and disparity resizing it runs) on pairs with exact disparity."""
 from __future__ import annotations
 
 import cv2
@@ -7,8 +8,9 @@ import pytest
 
 from ros2_stereo_depth.data.synthetic import SceneParams, SyntheticSequence
 from ros2_stereo_depth.inference.base import StereoResult, infer_at_image_size
-from ros2_stereo_depth.inference.local_matching import (CENSUS_OFFSETS, NO_MATCHING, LocalMatching, census_transform,
-                                                        fuse_sgbm, refine_disparity, sgbm_matches)
+from ros2_stereo_depth.inference.census_matching import CENSUS_OFFSETS, census_transform, refine_disparity
+from ros2_stereo_depth.inference.local_matching import NO_MATCHING, LocalMatching
+from ros2_stereo_depth.inference.sgbm_fusion import fuse_sgbm, sgbm_matches
 
 
 def textured_shift(disparity_px: int, height: int = 96, width: int = 160, blur_px: float = 1.0, seed: int = 0):
@@ -174,7 +176,7 @@ def test_upsampling_to_the_camera_keeps_depth_edges_sharp():
     """A level-1 disparity (40x30) with a vertical depth edge, at the camera's 100x60 (2.5x wide, 2x high):
     beside the edge each camera pixel takes the side its colour belongs to, where bilinear upsampling
     mixes the two; a smooth slant is upsampled bilinearly."""
-    from ros2_stereo_depth.inference.local_matching import resize_disparity, upsample_to_camera
+    from ros2_stereo_depth.inference.disparity_resize import resize_disparity, upsample_to_camera
 
     camera = np.zeros((60, 100, 3), np.uint8)
     camera[:, :53] = (200, 40, 40)  # the foreground's colour up to column 52, then the background's
@@ -194,11 +196,11 @@ def test_upsampling_to_the_camera_keeps_depth_edges_sharp():
 def test_parallel_bands_give_the_whole_image_result(scene, monkeypatch, edge_seeds):
     """Each band carries enough rows of context (census and window) for its rows to come out exactly as
     the whole image's."""
-    import ros2_stereo_depth.inference.local_matching as local_matching
+    import ros2_stereo_depth.inference.census_matching as census_matching
 
     prior = scene.disparity_px + np.float32(2.6)
-    whole = local_matching.refine_band(scene.left, scene.right, prior, 8, edge_seeds)
-    monkeypatch.setattr(local_matching, "BANDS", 3)
+    whole = census_matching.refine_band(scene.left, scene.right, prior, 8, edge_seeds)
+    monkeypatch.setattr(census_matching, "BANDS", 3)
     banded = refine_disparity(scene.left, scene.right, prior, 8, edge_seeds)
     np.testing.assert_array_equal(banded.disparity_px, whole.disparity_px)
     np.testing.assert_array_equal(banded.matched, whole.matched)
@@ -264,7 +266,8 @@ def test_sgbm_fusion_tiers(scene, monkeypatch):
     (two trusted, one plausible, one poor: every pixel has enough trusted neighbours): trusted (cost <=
     MAX_MATCH_COST) everywhere SGBM answers; plausible (up to SGBM_PLAUSIBLE_COST) only where the census
     matching did not answer; a poor match never."""
-    import ros2_stereo_depth.inference.local_matching as local_matching
+    import ros2_stereo_depth.inference.sgbm_fusion as sgbm_fusion
+    from ros2_stereo_depth.inference.census_matching import MAX_MATCH_COST, Refined
     from ros2_stereo_depth.inference.sgbm import fill_holes
 
     h, w = scene.disparity_px.shape
@@ -272,17 +275,17 @@ def test_sgbm_fusion_tiers(scene, monkeypatch):
     column = np.arange(w)[None, :].repeat(h, 0)
     stripes = {"trusted": column % 4 < 2, "plausible": column % 4 == 2, "poor": column % 4 == 3}
     cost = np.select([stripes["trusted"], stripes["plausible"], stripes["poor"]],
-                     [local_matching.MAX_MATCH_COST, local_matching.SGBM_PLAUSIBLE_COST, 0.5], 0.0).astype(np.float32)
-    monkeypatch.setattr(local_matching, "window_cost_at", lambda left, right, disparity: cost)
+                     [MAX_MATCH_COST, sgbm_fusion.SGBM_PLAUSIBLE_COST, 0.5], 0.0).astype(np.float32)
+    monkeypatch.setattr(sgbm_fusion, "window_cost_at", lambda left, right, disparity: cost)
     census_matched = (np.arange(h)[:, None] < h // 2).repeat(w, 1)  # the census matching answered the top half
-    refined = local_matching.Refined(prior - np.float32(3.0), census_matched)
+    refined = Refined(prior - np.float32(3.0), census_matched)
     matches = sgbm_matches(scene.left, scene.right, prior)
     np.testing.assert_array_equal(matches.cost, cost)
     fused = fuse_sgbm(refined, matches)
     sgbm_px, answered = matches.disparity_px, matches.answered
-    window = (local_matching.SGBM_DENSITY_WINDOW_PX,) * 2
+    window = (sgbm_fusion.SGBM_DENSITY_WINDOW_PX,) * 2
     supported = answered & (cv2.boxFilter((answered & stripes["trusted"]).astype(np.float32), -1, window,
-                                          borderType=cv2.BORDER_REFLECT) >= local_matching.SGBM_MIN_DENSITY)
+                                          borderType=cv2.BORDER_REFLECT) >= sgbm_fusion.SGBM_MIN_DENSITY)
     trusted = supported & stripes["trusted"]
     background = fill_holes(sgbm_px, trusted, max_gap_px=matches.num_disparities)
     fillable = np.isfinite(background) & (column >= matches.blind_columns)

@@ -9,7 +9,8 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from .local_matching import NO_MATCHING, LocalMatching, resize_disparity
+from .disparity_resize import resize_disparity
+from .local_matching import NO_MATCHING, LocalMatching
 
 
 @dataclass
