@@ -125,6 +125,17 @@ def test_first_level_size(image_wh, network_wh, level_wh):
     assert NO_MATCHING.first_level_size(image_wh, network_wh) == network_wh
 
 
+@pytest.mark.parametrize("image_wh, width_px, level_wh", [
+    ((1282, 1110), 480, (480, 416)),  # a width of its own, whatever the network input's
+    ((1282, 1110), 1100, (1282, 1110)),  # at most 1.25x as wide: the image's own size
+    ((640, 480), 320, (320, 240)),
+])
+def test_first_level_width_can_be_set(image_wh, width_px, level_wh):
+    assert LocalMatching(width_px=width_px).first_level_size(image_wh, (256, 192)) == level_wh
+    with pytest.raises(ValueError, match="width_px"):
+        LocalMatching(width_px=-1)
+
+
 def test_both_levels_at_image_size(scene):
     truth = scene.disparity_px
     h, w = truth.shape

@@ -132,6 +132,24 @@ def test_point_cloud_geometry(harness, first_frame):
     np.testing.assert_array_equal(image_to_array(depth), raw[..., 2])
 
 
+def test_first_matching_level_width_is_a_run_time_parameter(harness, first_frame):
+    """match_width_px:=160 on the 320x240 camera: level 1 at 160x120 (below the network's 256 px), then the
+    edge-aware upsampling and level 2 at 320x240, as infer_at_image_size computes it with that width."""
+    sample, _, out = first_frame
+    backend = harness.node.pipeline.processor.backend
+    _set(harness, match_width_px=160)
+    try:
+        msgs = harness.messages(sample.left, sample.right, harness.next_header())
+        got = image_to_array(harness.wait_for(harness.publish(msgs), names=("disparity",))["disparity"].image)
+    finally:
+        _set(harness, match_width_px=0)
+    expected = infer_at_image_size(backend, sample.left, sample.right, LocalMatching(width_px=160)).disparity_px
+    default = image_to_array(out["disparity"].image)
+    valid = (expected > 0) & (default > 0)
+    np.testing.assert_allclose(got[valid], expected[valid], rtol=1e-4, atol=1e-3)
+    assert np.abs(got - default)[valid].mean() > 0.05  # the narrower level changed the answer
+
+
 def _set(harness, **values):
     result = harness.node.set_parameters([Parameter(k, value=v) for k, v in values.items()])
     assert all(r.successful for r in result), result

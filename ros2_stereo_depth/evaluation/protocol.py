@@ -92,6 +92,7 @@ def evaluate(named_pairs: Iterable[tuple[str, StereoPair]], settings: Evaluation
             "match_radius_px": settings.network.matching.radius_px,
             "match_camera_radius_px": 0 if settings.network.native else settings.network.matching.camera_radius_px,
             "match_sgbm": settings.network.matching.sgbm,
+            "match_width_px": settings.network.matching.width_px,
         },
         "backend": f"{selected.backend.name} on {selected.backend.device}",
         "backend_reason": selected.reason,
@@ -163,9 +164,10 @@ ROWS = (("epe", "EPE (px, dense)"), ("epe_predicted", "EPE (px, predicted only)"
 def format_table(report: dict[str, object]) -> str:
     p: dict = report["protocol"]  # type: ignore[assignment]
     methods = [m for m in ("model", "sgbm", "sgbm_tuned", "sgbm_tuned_filled") if m in report]
+    level = f"{p['match_width_px']} px wide" if p["match_width_px"] else "the network's width"
     lines = [f"{p['pairs']} pair(s) at scale {p['scale']} ({', '.join(p['resolution'])}), {p['path']} path "
              f"(network input {', '.join(p['network_input'])}, search range {', '.join(map(str, p['search_range_px']))} px, "
-             f"local matching +-{p['match_radius_px']} px at the network's width and the image's aspect ratio, +-{p['match_camera_radius_px']} px at "
+             f"local matching +-{p['match_radius_px']} px at {level} and the image's aspect ratio, +-{p['match_camera_radius_px']} px at "
              f"the image, SGBM fusion {'on' if p['match_sgbm'] else 'off'}); "
              "dense metrics over all pixels with ground truth (no prediction = error); "
              f"edges: ground-truth jump > {p['edge_threshold_px']} px",

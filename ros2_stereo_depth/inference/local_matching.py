@@ -29,7 +29,7 @@ from .census_matching import MAX_RADIUS_PX, refine_disparity
 from .disparity_resize import resize_disparity, upsample_to_camera
 from .sgbm_fusion import fuse_sgbm, sgbm_matches
 
-__all__ = ["MAX_RADIUS_PX", "NO_MATCHING", "LocalMatching"]
+__all__ = ["MAX_MATCH_WIDTH_PX", "MAX_RADIUS_PX", "NO_MATCHING", "LocalMatching"]
 
 # Level 1 matches at the network input's width (disparity is horizontal: its precision is in columns) and
 # the images' aspect ratio, or at the images' own size when they are at most this much wider; never on the
@@ -39,18 +39,23 @@ __all__ = ["MAX_RADIUS_PX", "NO_MATCHING", "LocalMatching"]
 # recording (320x240, matched there rather than upscaled to 640x480) 6.5 -> 6.35 % in a third of the time;
 # tiny's demo frame (320x240 for a 256x192 input) 21.1 -> 14.8 %.
 MATCH_WIDTH_SLACK = 1.25
+MAX_MATCH_WIDTH_PX = 4096
 _sgbm_thread = ThreadPoolExecutor(1, thread_name_prefix="local_matching_sgbm")
 
 
 @dataclass(frozen=True)
 class LocalMatching:
-    """Search radii (px) around the network's disparity; 0 turns a level off; and whether SGBM's trusted
-    matches are fused at level 1 (`fuse_sgbm`). The node's parameters match_radius_px,
-    match_camera_radius_px and match_sgbm; their defaults are these."""
+    """Search radii (px) around the network's disparity; 0 turns a level off; whether SGBM's trusted
+    matches are fused at level 1 (`fuse_sgbm`); and level 1's width. The node's parameters match_radius_px,
+    match_camera_radius_px, match_sgbm and match_width_px; their defaults are these."""
     radius_px: int = 16  # level 1, at `first_level_size`
     camera_radius_px: int = 4  # level 2, at the camera resolution, when level 1 was not
     threads: int = 0  # bands matched in parallel; 0: BANDS (the node passes its `threads` parameter)
     sgbm: bool = True
+    # Level 1's width, px; 0: the network input's. Level 1 sets the precision: `tiny` (256x192 input) on
+    # Aloe at full size scores 18.3 % bad-2 matched at 256 px wide, 12.0 % at 480, 10.9 % at 640 (fast at 640:
+    # 10.2 %), for 64, 150 and 270 ms of level-1 time on 2 cores.
+    width_px: int = 0
 
     def __post_init__(self) -> None:
         for name in ("radius_px", "camera_radius_px"):
@@ -59,18 +64,20 @@ class LocalMatching:
                 raise ValueError(f"local matching {name} must be in [0, {MAX_RADIUS_PX}], not {value}")
         if self.threads < 0:
             raise ValueError(f"local matching threads must be >= 0, not {self.threads}")
+        if not 0 <= self.width_px <= MAX_MATCH_WIDTH_PX:
+            raise ValueError(f"local matching width_px must be in [0, {MAX_MATCH_WIDTH_PX}], not {self.width_px}")
 
     def first_level_size(self, image_wh: tuple[int, int], network_wh: tuple[int, int]) -> tuple[int, int]:
         """(width, height) at which level 1 matches images of image_wh for a network input of network_wh:
-        the network input's width and the images' aspect ratio, or the images' own size when they are at
-        most MATCH_WIDTH_SLACK times as wide. The network input itself when level 1 is off (the network's
-        answer is then resized once)."""
-        (w, h), network_w = image_wh, network_wh[0]
+        `width_px` (0: the network input's width) and the images' aspect ratio, or the images' own size when
+        they are at most MATCH_WIDTH_SLACK times as wide. The network input itself when level 1 is off (the
+        network's answer is then resized once)."""
+        (w, h), level_w = image_wh, self.width_px or network_wh[0]
         if self.radius_px == 0 and not self.sgbm:
             return network_wh
-        if w <= MATCH_WIDTH_SLACK * network_w:
+        if w <= MATCH_WIDTH_SLACK * level_w:
             return image_wh
-        return network_w, max(1, round(h * network_w / w))
+        return level_w, max(1, round(h * level_w / w))
 
     def at_first_level(self, left_rgb: np.ndarray, right_rgb: np.ndarray, disparity_px: np.ndarray) -> np.ndarray:
         """Level 1 (images at `first_level_size`): census matching with edge seeds, then SGBM's trusted

@@ -39,7 +39,7 @@ from stereo_msgs.msg import DisparityImage
 
 from ..config import ENGINE_PRECISIONS
 from ..image_encoding import ImageError, image_to_rgb
-from ..inference.local_matching import MAX_RADIUS_PX, LocalMatching
+from ..inference.local_matching import MAX_MATCH_WIDTH_PX, MAX_RADIUS_PX, LocalMatching
 from ..inference.select import BACKENDS, BackendRequest, create_backend
 from .approximate_sync import ApproximateTimeSync
 from .health import Health, Throttle, adaptation_values
@@ -104,6 +104,9 @@ PARAMETERS: dict[str, Param] = {
     "match_sgbm": Param(LocalMatching().sgbm, "at the first matching level, take OpenCV SGBM's matches where they pass "
                         "the census gate and fill the holes beside depth edges from the background (false: the "
                         "network and the census matching only)", read_only=False),
+    "match_width_px": Param(LocalMatching().width_px, "width (px) of the first matching level, at the camera's aspect "
+                            "ratio (the camera's own size when it is at most 1.25x as wide); 0: the network input's "
+                            "width. Wider: more precise and slower", 0, MAX_MATCH_WIDTH_PX, read_only=False),
     "use_color": Param(True, "points2 carries an rgb field (from left/image_rect_color when published, "
                        "else left/image_rect)", read_only=False),
     "avoid_point_cloud_padding": Param(False, "points2 packed (x y z rgb, 16 bytes) instead of stereo_image_proc's "
@@ -145,7 +148,7 @@ def output_settings(params: Mapping[str, Any]) -> OutputSettings:
     return OutputSettings(params["min_disparity"], params["min_confidence"], params["use_color"],
                           params["avoid_point_cloud_padding"],
                           LocalMatching(params["match_radius_px"], params["match_camera_radius_px"], params["threads"],
-                                        params["match_sgbm"]))
+                                        params["match_sgbm"], params["match_width_px"]))
 
 
 class StereoDepthPipeline:
@@ -197,8 +200,9 @@ class StereoDepthPipeline:
         self.node.get_logger().info(f"stereo depth: {selected.describe()}")
         if p["match_radius_px"] or p["match_camera_radius_px"] or p["match_sgbm"]:
             # The matching is NumPy/OpenCV on the CPU: next to a GPU network it sets the frame rate.
+            level_width = f"{p['match_width_px']} px" if p["match_width_px"] else "the network input's"
             self.node.get_logger().info(
-                f"local matching on the CPU after the network: +-{p['match_radius_px']} px at the network input's width, "
+                f"local matching on the CPU after the network: +-{p['match_radius_px']} px at {level_width} width, "
                 f"+-{p['match_camera_radius_px']} px at the camera resolution, SGBM fusion "
                 f"{'on' if p['match_sgbm'] else 'off'} (about 230 ms a 640x480 set on 2 x86 cores); "
                 "match_radius_px:=0 match_camera_radius_px:=0 match_sgbm:=false for the network alone" +

@@ -9,7 +9,7 @@ import argparse
 
 from ..artifacts.weights import LoadedModel, load_model
 from ..config import CONFIGS, ENGINE_PRECISIONS
-from ..inference.local_matching import MAX_RADIUS_PX, LocalMatching
+from ..inference.local_matching import MAX_MATCH_WIDTH_PX, MAX_RADIUS_PX, LocalMatching
 from ..inference.select import BACKENDS, BackendRequest
 
 
@@ -69,8 +69,11 @@ def add_matching_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--match-sgbm", action=argparse.BooleanOptionalAction, default=default.sgbm,
                        help="fuse OpenCV SGBM's trusted matches at the first matching level (default on, as the "
                             "node's match_sgbm)")
+    group.add_argument("--match-width", type=int, default=default.width_px,
+                       help=f"width (px) of the first matching level, at the image's aspect ratio, 0 to {MAX_MATCH_WIDTH_PX} "
+                            "(default 0: the network input's width, as the node's match_width_px)")
 
 
 def local_matching(args: argparse.Namespace) -> LocalMatching:
     """The matching options, with the backend's --threads (as the node's `threads` parameter)."""
-    return LocalMatching(args.match_radius, args.match_camera_radius, args.threads, args.match_sgbm)
+    return LocalMatching(args.match_radius, args.match_camera_radius, args.threads, args.match_sgbm, args.match_width)
