@@ -95,8 +95,9 @@ PARAMETERS: dict[str, Param] = {
     "min_confidence": Param(0.0, "pixels whose network confidence is below this are invalid (0: keep all)",
                             0.0, 1.0, read_only=False),
     "match_radius_px": Param(LocalMatching().radius_px, "local matching around the network's disparity, at the "
-                             "network input's width and the camera's aspect ratio: search +- this many px (and +- half that around its local max and min: the sides "
-                             "of a blurred depth edge; census, 9x9 window); 0: the network alone",
+                             "first matching level (match_width_px): search +- this many px (and +- half that "
+                             "around its local max and min: the sides of a blurred depth edge; census, 9x9 "
+                             "window); 0: the network alone",
                              0, MAX_RADIUS_PX, read_only=False),
     "match_camera_radius_px": Param(LocalMatching().camera_radius_px, "then, when the camera is larger than that, "
                                     "+- this many px at the camera resolution; 0: off",
