@@ -120,9 +120,9 @@ def evaluate(named_pairs: Iterable[tuple[str, StereoPair]], settings: Evaluation
             matching = settings.network.matching
             matched = matching.radius_px or (not settings.network.native and matching.camera_radius_px)
             # Short enough for the panel: the README caption says what the node path holds.
+            stages = [name for name, on in (("matching", matched), ("SGBM", matching.sgbm)) if on]
             label = ("network at native size" if settings.network.native else "node: network") + (
-                (" + matching" if matched else "") + (" + SGBM" if matching.sgbm else "")
-                if matched or matching.sgbm else " alone")
+                "".join(f" + {name}" for name in stages) or " alone")
             write_picture(settings.picture, pairs[0], first_prediction, tuned.num_disparities, tuned.block_size, label)
     return report
 

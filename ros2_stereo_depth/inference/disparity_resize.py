@@ -38,7 +38,8 @@ def upsample_to_camera(disparity_px: np.ndarray, small_left_rgb: np.ndarray, lef
     if rows.size == 0:
         return upsampled
     small_lab = cv2.cvtColor(small_left_rgb, cv2.COLOR_RGB2LAB).astype(np.int16)
-    lab = cv2.cvtColor(left_rgb, cv2.COLOR_RGB2LAB)[rows, columns].astype(np.int16)
+    # Only the edge pixels' colours: converting the whole camera image would cost 5 ms at 1.4 MP.
+    lab = cv2.cvtColor(left_rgb[rows, columns][:, None], cv2.COLOR_RGB2LAB)[:, 0].astype(np.int16)
     candidates = [(top[rows], left[columns]) for top in corners[0] for left in corners[1]]
     distance = np.stack([np.abs(small_lab[at] - lab).sum(axis=1) for at in candidates])
     values = np.stack([disparity_px[at] for at in candidates])

@@ -67,6 +67,11 @@ class LocalMatching:
         if not 0 <= self.width_px <= MAX_MATCH_WIDTH_PX:
             raise ValueError(f"local matching width_px must be in [0, {MAX_MATCH_WIDTH_PX}], not {self.width_px}")
 
+    @property
+    def enabled(self) -> bool:
+        """Anything re-matched at all (False: the network alone)."""
+        return bool(self.radius_px or self.camera_radius_px or self.sgbm)
+
     def first_level_size(self, image_wh: tuple[int, int], network_wh: tuple[int, int]) -> tuple[int, int]:
         """(width, height) at which level 1 matches images of image_wh for a network input of network_wh:
         `width_px` (0: the network input's width) and the images' aspect ratio, or the images' own size when
@@ -82,14 +87,11 @@ class LocalMatching:
     def at_first_level(self, left_rgb: np.ndarray, right_rgb: np.ndarray, disparity_px: np.ndarray) -> np.ndarray:
         """Level 1 (images at `first_level_size`): census matching with edge seeds, then SGBM's trusted
         matches fused."""
-        if not self.sgbm:
-            return refine_disparity(left_rgb, right_rgb, disparity_px, self.radius_px, edge_seeds=True,
-                                    threads=self.threads).disparity_px
         # SGBM and the census matching are independent until they are fused: SGBM runs in its own thread
         # meanwhile (OpenCV releases the GIL), which fills the cores that the bands leave idle.
-        pending = _sgbm_thread.submit(sgbm_matches, left_rgb, right_rgb, disparity_px)
+        pending = _sgbm_thread.submit(sgbm_matches, left_rgb, right_rgb, disparity_px) if self.sgbm else None
         refined = refine_disparity(left_rgb, right_rgb, disparity_px, self.radius_px, edge_seeds=True, threads=self.threads)
-        return fuse_sgbm(refined, pending.result())
+        return refined.disparity_px if pending is None else fuse_sgbm(refined, pending.result())
 
     def at_camera(self, left_rgb: np.ndarray, right_rgb: np.ndarray, level_left_rgb: np.ndarray,
                   level_disparity_px: np.ndarray) -> np.ndarray:
@@ -97,7 +99,7 @@ class LocalMatching:
         `level_left_rgb`) brought to their size by `upsample_to_camera` (bilinear when nothing is matched:
         the network alone)."""
         height, width = left_rgb.shape[:2]
-        if self.radius_px == 0 and self.camera_radius_px == 0 and not self.sgbm:
+        if not self.enabled:
             return resize_disparity(level_disparity_px, width, height)
         disparity_px = upsample_to_camera(level_disparity_px, level_left_rgb, left_rgb)
         return refine_disparity(left_rgb, right_rgb, disparity_px, self.camera_radius_px, threads=self.threads).disparity_px

@@ -199,7 +199,7 @@ class StereoDepthPipeline:
                              "network input": f"{backend.width}x{backend.height}",
                              "max disparity (network px)": str(self.processor.network_max_disparity)}
         self.node.get_logger().info(f"stereo depth: {selected.describe()}")
-        if p["match_radius_px"] or p["match_camera_radius_px"] or p["match_sgbm"]:
+        if output_settings(p).matching.enabled:
             # The matching is NumPy/OpenCV on the CPU: next to a GPU network it sets the frame rate.
             level_width = f"{p['match_width_px']} px" if p["match_width_px"] else "the network input's"
             self.node.get_logger().info(
