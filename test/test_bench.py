@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -15,6 +16,7 @@ from ros2_stereo_depth.inference.base import StereoResult
 from ros2_stereo_depth.normalisation import normalise
 
 INFER_S = 0.06
+CPU_PRESET = Path(__file__).resolve().parents[1] / "config" / "stereo_depth_cpu.yaml"
 
 
 class SleepingBackend:
@@ -57,7 +59,8 @@ def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     code = main(["bench", "--configs", "tiny", "--backends", "onnxruntime", "tensorrt", "--sizes", "320x240",
                  "--threads", "1", "--repeats", "3", "--warmup", "1", "--e2e-frames", "4", "--no-overload",
-                 "--chart-sizes", "128x96", "--chart", str(out / "chart.png"), "--json", str(out / "bench.json")])
+                 "--chart-sizes", "128x96", "--chart", str(out / "chart.png"), "--json", str(out / "bench.json"),
+                 "--presets", str(CPU_PRESET)])
     assert code == 0
     return json.loads((out / "bench.json").read_text()), out
 
@@ -117,6 +120,26 @@ def test_chart_points_and_png(report):
     assert any(t.startswith("GPU") and t_["met"] is None for t, t_ in targets.items())
     assert any(t.startswith("our accuracy-vs-time curve") and t.endswith("(against SGBM with its holes filled)")
                for t in targets)
+
+
+@pytest.mark.dds
+@pytest.mark.export
+def test_preset_is_benched_with_its_own_settings(report):
+    """The CPU preset gets its own row (the node's stages with the file's matching, the node process
+    started with --params-file) and a chart point on the 641x555 pair beside the largest size's."""
+    data, _ = report
+    tiny = next(r for r in data["sizes"][0]["rows"] if r["backend"] == "onnxruntime" and "preset" not in r)
+    preset = next(r for r in data["sizes"][0]["rows"] if r.get("preset") == "stereo_depth_cpu.yaml")
+    assert preset["config"] == "tiny" and preset["input"] == "256x192" and preset["params_file"] == str(CPU_PRESET)
+    # The same network on the same frames; only the matching differs (no census search, no second level).
+    assert preset["inference"]["frames_sha1"] == tiny["inference"]["frames_sha1"]
+    e2e = preset["end_to_end_below_capacity"]
+    assert e2e["sent"] == 4 and e2e["received"]["points2"] >= 3
+    (point,) = data["chart"]["tiny (stereo_depth_cpu.yaml) on onnxruntime"]
+    assert point["size"] == "128x96" and point["label"] == "256x192 net" and point["max_disparity"] == 64
+    # Aloe at half size, the node's path with the preset: 16.2 % (test_evaluate guards the exact figure).
+    assert 10.0 < point["bad2"] < 20.0 < data["chart"]["tiny on onnxruntime"][0]["bad2"]
+    assert any("(tiny (stereo_depth_cpu.yaml) on onnxruntime, camera 320x240)" in t["target"] for t in data["targets"])
 
 
 @pytest.fixture(scope="module")

@@ -30,6 +30,7 @@ pytestmark = pytest.mark.dds
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "config" / "stereo_depth.yaml"
+CPU_PRESET = ROOT / "config" / "stereo_depth_cpu.yaml"
 NS = "/test_startup"
 # Only what the test needs differs from the shipped file: the small network and one thread.
 OVERRIDES = ["-p", "config:=tiny", "-p", "threads:=1"]
@@ -196,6 +197,26 @@ def test_params_file_matches_the_node_table():
         assert value == PARAMETERS[name].default, f"{name}: params file and node defaults differ"
 
 
+def test_cpu_preset_sets_only_node_parameters_that_differ(tmp_path):
+    from ros2_stereo_depth.ros.node import PARAMETERS, parameter_values
+    from ros2_stereo_depth.ros.params import read_params_file
+
+    preset = read_params_file(CPU_PRESET, PARAMETERS)
+    assert preset == {"config": "tiny", "match_radius_px": 0, "match_camera_radius_px": 0}
+    assert all(value != PARAMETERS[name].default for name, value in preset.items())
+    values = parameter_values(str(CPU_PRESET))
+    assert values["match_sgbm"] is True and values["config"] == "tiny" and set(values) == set(PARAMETERS)
+    (bad := tmp_path / "bad.yaml").write_text("/**:\n  ros__parameters:\n    match_radius_px: 99\n    colour: 1\n")
+    with pytest.raises(ParameterError, match="bad.yaml: unknown parameter.s. colour"):
+        read_params_file(bad, PARAMETERS)
+    bad.write_text("/**:\n  ros__parameters:\n    match_radius_px: 99\n")
+    with pytest.raises(ParameterError, match=r"bad.yaml: parameter match_radius_px = 99 is not allowed: use an integer in \[0, 32\]"):
+        read_params_file(bad, PARAMETERS)
+    bad.write_text("just: [text")
+    with pytest.raises(ParameterError, match="bad.yaml: not a readable ROS 2 parameters file"):
+        read_params_file(bad, PARAMETERS)
+
+
 def test_launch_file():
     """launch_ros is not installable here: check the launch file's structure statically."""
     source = (ROOT / "launch" / "stereo_depth.launch.py").read_text()
@@ -220,14 +241,17 @@ def test_launch_file():
     assert topics == {"points2", "disparity/image_color", "left/image_rect"}
 
 
-def test_lifecycle_executable_starts_unconfigured_and_exits_on_sigterm():
+@pytest.mark.parametrize("params_file", [SHIPPED, CPU_PRESET], ids=["shipped", "cpu_preset"])
+def test_lifecycle_executable_starts_unconfigured_and_exits_on_sigterm(params_file):
     """The managed executable with the shipped params: up and unconfigured (no backend loaded), and a
     SIGTERM (docker stop, launch's escalation) exits cleanly even with nothing scheduled to wake it."""
     from lifecycle_msgs.msg import State
     from lifecycle_msgs.srv import GetState
 
+    from rcl_interfaces.srv import GetParameters
+
     command = [sys.executable, "-m", "ros2_stereo_depth.ros.lifecycle_node", "--ros-args", "--params-file",
-               str(SHIPPED), "-r", "__ns:=/test_lifecycle_exe"]
+               str(params_file), "-r", "__ns:=/test_lifecycle_exe"]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=node_env())
     client = Harness("/test_lifecycle_exe", {}, start_node=False, outputs=())
     try:
@@ -239,6 +263,16 @@ def test_lifecycle_executable_starts_unconfigured_and_exits_on_sigterm():
             assert time.monotonic() < deadline
             time.sleep(0.05)
         assert future.result().current_state.id == State.PRIMARY_STATE_UNCONFIGURED
+        # The node took the file's values (the preset's differ from the defaults).
+        params = client.client.create_client(GetParameters, "/test_lifecycle_exe/stereo_depth_node/get_parameters")
+        assert params.wait_for_service(timeout_sec=30)
+        future = params.call_async(GetParameters.Request(names=["config", "match_radius_px", "match_camera_radius_px"]))
+        while not future.done():
+            assert time.monotonic() < deadline + 20
+            time.sleep(0.05)
+        values = [v.string_value or v.integer_value for v in future.result().values]
+        expected = yaml.safe_load(params_file.read_text())["/**"]["ros__parameters"]
+        assert values == [expected["config"], expected["match_radius_px"], expected["match_camera_radius_px"]]
     finally:
         client.close()
         proc.send_signal(signal.SIGTERM)

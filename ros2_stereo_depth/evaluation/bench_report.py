@@ -10,6 +10,7 @@ import platform
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .speed import (STAGES, node_overhead_ms, node_stages, peak_rss_mib, search_range, stage_total_ms,
@@ -35,6 +36,9 @@ class BenchOptions:
     overload: bool = True  # also one end-to-end run at twice the capacity (bounded latency, counted drops)
     chart_sizes: list[Size] = field(default_factory=lambda: [(320, 256), (480, 352), (640, 480)])
     chart_backend: str = "onnxruntime"
+    # Parameters files of node presets (config/stereo_depth_cpu.yaml): each is benched as one more config,
+    # with the node's settings from the file, and charted on the 641x555 pair beside the 640x480 points.
+    presets: list[str] = field(default_factory=list)
 
 
 def make_backend(config: str, backend: str, size: Size, max_disparity: int, threads: int) -> Any:
@@ -44,26 +48,45 @@ def make_backend(config: str, backend: str, size: Size, max_disparity: int, thre
     return create_backend(request).backend
 
 
-def config_input(config: str, options: BenchOptions) -> tuple[Size, int]:
+def config_input(config: str, options: BenchOptions, params: dict[str, Any] | None = None) -> tuple[Size, int]:
+    """Network input and search range: a preset's (`params`, its node parameter values) where it sets them,
+    else --input, else the config's."""
     from ..config import get_config
     model_config = get_config(config)
     size = options.input_size or (model_config.width, model_config.height)
-    return size, search_range(size[0], model_config.size_multiple)
+    if params and params["input_width"] and params["input_height"]:
+        size = (params["input_width"], params["input_height"])
+    max_disparity = (params or {}).get("max_disparity") or search_range(size[0], model_config.size_multiple)
+    return size, max_disparity
 
 
-def bench_row(config: str, backend_name: str, frames: list[Any], publishers: Any, options: BenchOptions) -> dict[str, Any]:
-    size, max_disparity = config_input(config, options)
-    print(f"bench: {config} on {backend_name}, {len(frames)} frames of {frames[0].left.shape[1]}x"
+def preset_params(path: str) -> dict[str, Any]:
+    """The node's parameter values with the preset file `path` applied (ros/node.py parameter_values)."""
+    from ..ros.node import parameter_values
+    return parameter_values(path)
+
+
+def row_label(row: dict[str, Any]) -> str:
+    return f"{row['config']} ({row['preset']})" if row.get("preset") else row["config"]
+
+
+def bench_row(config: str, backend_name: str, frames: list[Any], publishers: Any, options: BenchOptions,
+              preset: str = "") -> dict[str, Any]:
+    params = preset_params(preset) if preset else None
+    size, max_disparity = config_input(config, options, params)
+    print(f"bench: {config} {preset} on {backend_name}, {len(frames)} frames of {frames[0].left.shape[1]}x"
           f"{frames[0].left.shape[0]}", file=sys.stderr, flush=True)
     row: dict[str, Any] = {"config": config, "backend": backend_name, "input": f"{size[0]}x{size[1]}",
                            "max_disparity": max_disparity}
+    if preset:
+        row.update(preset=Path(preset).name, params_file=preset)
     try:
         backend = make_backend(config, backend_name, size, max_disparity, options.threads)
     except (RuntimeError, ValueError, FileNotFoundError, ImportError) as error:
         row["skipped"] = " ".join(str(error).split())
         return row
     inference, sgbm = versus_sgbm(backend, frames, max_disparity, options.repeats, options.warmup)
-    stages = node_stages(backend, frames, publishers, options.repeats, options.warmup)
+    stages = node_stages(backend, frames, publishers, options.repeats, options.warmup, params)
     row.update(device=backend.device, inference=inference, sgbm=sgbm,
                x_sgbm_time=inference["p50_ms"] / sgbm["p50_ms"], stages=stages,
                stage_total_ms=stage_total_ms(stages), node_overhead_ms=node_overhead_ms(stages),
@@ -74,19 +97,23 @@ def bench_row(config: str, backend_name: str, frames: list[Any], publishers: Any
 def end_to_end_runs(row: dict[str, Any], camera: Size, frames: list[Any], options: BenchOptions) -> None:
     from .dds_latency import EndToEndRequest, end_to_end
 
-    size, max_disparity = config_input(row["config"], options)
+    size, max_disparity = config_input(row["config"], options,
+                                       preset_params(row["params_file"]) if row.get("preset") else None)
     capacity_hz = 1e3 / row["stage_total_ms"]
     loads = [("below_capacity", options.e2e_load)] + ([("overload", 2.0)] if options.overload else [])
     for name, load in loads:
-        print(f"bench: {row['config']} on {row['backend']} end to end, {name}", file=sys.stderr, flush=True)
+        print(f"bench: {row_label(row)} on {row['backend']} end to end, {name}", file=sys.stderr, flush=True)
         request = EndToEndRequest(config=row["config"], backend=row["backend"], camera_size=camera,
                                   input_size=size, max_disparity=max_disparity, threads=options.threads,
-                                  frames=frames, count=options.e2e_frames, rate_hz=capacity_hz * load)
+                                  frames=frames, count=options.e2e_frames, rate_hz=capacity_hz * load,
+                                  params_file=row.get("params_file", ""))
         row[f"end_to_end_{name}"] = end_to_end(request)
 
 
 def chart_points(options: BenchOptions) -> dict[str, list[dict[str, Any]]]:
-    """Per chart size: SGBM and every config on the chart backend, timed interleaved on the same pair."""
+    """Per chart size: SGBM and every config on the chart backend, timed interleaved on the same pair. Each
+    preset runs the node's whole disparity path on the 641x555 pair (its network input and matching from
+    its file), timed with the largest size's points (640x480: the camera it is compared with)."""
     from ..config import get_config
     from ..inference.local_matching import NO_MATCHING, LocalMatching
     from .speed_chart import SGBM, SGBM_FILLED, Method, accuracy_at_size, load_aloe, with_matching_at_input
@@ -108,9 +135,28 @@ def chart_points(options: BenchOptions) -> dict[str, list[dict[str, Any]]]:
             methods[f"{config} on {options.chart_backend}"] = (backend, max_disparity, NO_MATCHING)
             methods[f"{config} + matching on {options.chart_backend}"] = (
                 backend, max_disparity, with_matching_at_input(LocalMatching().radius_px))
+        presets = preset_methods(options) if size == max(options.chart_sizes) else {}
+        methods.update(presets)
         for name, point in accuracy_at_size(methods, size, options.repeats, aloe).items():
+            if name in presets:  # the network at its own input, on the 641x555 pair: not at `size`
+                backend = presets[name][0]
+                point["label"] = f"{backend.width}x{backend.height} net"
             series.setdefault(name, []).append(point)
     return series
+
+
+def preset_methods(options: BenchOptions) -> dict[str, Any]:
+    """Chart methods of the presets: the backend at the preset's network input, its local matching."""
+    from ..ros.node import output_settings
+
+    methods = {}
+    for path in options.presets:
+        params = preset_params(path)
+        size, max_disparity = config_input(params["config"], options, params)
+        backend = make_backend(params["config"], options.chart_backend, size, max_disparity, options.threads)
+        matching = output_settings(params).matching
+        methods[f"{params['config']} ({Path(path).name}) on {options.chart_backend}"] = (backend, max_disparity, matching)
+    return methods
 
 
 def flops_entries(options: BenchOptions) -> list[dict[str, Any]]:
@@ -154,6 +200,9 @@ def run_bench(options: BenchOptions, chart_path: str | None = None) -> dict[str,
             for config in options.configs:
                 for backend_name in options.backends:
                     rows.append(bench_row(config, backend_name, frames, publishers, options))
+            for preset in options.presets:
+                rows.append(bench_row(preset_params(preset)["config"], options.chart_backend, frames, publishers,
+                                      options, preset))
             report["sizes"].append({"camera": f"{camera[0]}x{camera[1]}", "rows": rows})
     # The DDS runs after the in-process timing, so no node process competes with it for the cores.
     for camera, entry in zip(options.camera_sizes, report["sizes"]):
@@ -208,12 +257,12 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
                 f"both faster and more accurate){against}", len(dominated) == len(sgbm),
                 f"{len(dominated)} of {len(sgbm)} SGBM points beaten on both axes ({', '.join(dominated) or 'none'})")
     for row in _rows(report, "640x480"):
-        label = f"{row['config']} on {row['backend']}"
+        label = f"{row_label(row)} on {row['backend']}"
         add(f"node overhead <= 3 ms per 640x480 frame with a full cloud ({label})", row["node_overhead_ms"] <= 3.0,
             f"{row['node_overhead_ms']:.1f} ms (all stages but inference and matching, medians)")
     for entry in report["sizes"]:
         for row in entry["rows"]:
-            label = f"{row['config']} on {row.get('backend')}, camera {entry['camera']}"
+            label = f"{row_label(row)} on {row.get('backend')}, camera {entry['camera']}"
             below, over = row.get("end_to_end_below_capacity"), row.get("end_to_end_overload")
             work = row.get("stage_total_ms")
             if below and below["frame_latency_ms"]:
@@ -253,7 +302,7 @@ def markdown(report: dict[str, Any]) -> str:
                   "all stages | e2e p50 / p95 (rate, dropped) | overload p95 (rate, dropped) | node peak RSS MiB |",
                   "|---|---|---|---|---|---|---|---|---|---|---|"]
         for row in entry["rows"]:
-            head = f"| {row['config']} | {row['backend']} | {row['input']}, {row['max_disparity']} |"
+            head = f"| {row_label(row)} | {row['backend']} | {row['input']}, {row['max_disparity']} |"
             if "skipped" in row:
                 lines.append(head + f" skipped: {row['skipped'].replace('|', '/')} | | | | | | | |")
                 continue
@@ -272,8 +321,8 @@ def markdown(report: dict[str, Any]) -> str:
                          f"{e2e(below)} | {e2e(over, False)} | {rss} |")
         measured = [r for r in entry["rows"] if "skipped" not in r]
         if measured:
-            lines += ["", "Stages (median ms): " + ", ".join(f"`{r['config']}/{r['backend']}`" for r in measured), "",
-                      "| stage | " + " | ".join(f"{r['config']} {r['backend']}" for r in measured) + " |",
+            lines += ["", "Stages (median ms): " + ", ".join(f"`{row_label(r)}/{r['backend']}`" for r in measured), "",
+                      "| stage | " + " | ".join(f"{row_label(r)} {r['backend']}" for r in measured) + " |",
                       "|---|" + "---|" * len(measured)]
             for stage in STAGES:
                 lines.append(f"| {stage} | " + " | ".join(
@@ -284,7 +333,7 @@ def markdown(report: dict[str, Any]) -> str:
                   "| method | input, D | median ms | bad-2 % |", "|---|---|---|---|"]
         for name, points in report["chart"].items():
             for p in points:
-                lines.append(f"| {name} | {p['size']}, {p['max_disparity']} | {p['p50_ms']:.1f} | {p['bad2']:.1f} |")
+                lines.append(f"| {name} | {p.get('label', p['size'])}, {p['max_disparity']} | {p['p50_ms']:.1f} | {p['bad2']:.1f} |")
         lines.append("")
     if report.get("flops"):
         from .flops import UTILISATION

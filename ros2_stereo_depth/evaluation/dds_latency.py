@@ -163,6 +163,7 @@ class EndToEndRequest:
     count: int  # frames to send
     rate_hz: float
     startup_timeout_s: float = 300.0
+    params_file: str = ""  # a parameters file for the node (a preset); the fields above override it
 
 
 class Collector:
@@ -201,6 +202,7 @@ def end_to_end(request: EndToEndRequest) -> dict[str, Any]:
     namespace = f"/bench_{os.getpid()}_{time.monotonic_ns() % 10**9}"
     (in_w, in_h) = request.input_size
     command = [sys.executable, "-m", "ros2_stereo_depth.ros.node", "--ros-args", "-r", f"__ns:={namespace}",
+               *(["--params-file", request.params_file] if request.params_file else []),
                "-p", f"backend:={request.backend}", "-p", f"config:={request.config}",
                "-p", f"input_width:={in_w}", "-p", f"input_height:={in_h}",
                "-p", f"max_disparity:={request.max_disparity}", "-p", f"threads:={request.threads}",

@@ -19,7 +19,7 @@ import hashlib
 import resource
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -111,18 +111,19 @@ def camera_messages(frame: Any, stamp_ns: int) -> list[Any]:
 
 
 def node_stages(backend: StereoBackend, frames: list[Any], publishers: dict[str, Any] | None,
-                repeats: int, warmup: int) -> dict[str, dict[str, float]]:
+                repeats: int, warmup: int, params: Mapping[str, Any] | None = None) -> dict[str, dict[str, float]]:
     """Per-stage times of the node's processing of `frames` (cycled): the outputs the bench subscribes
-    to (OUTPUT_TOPICS) with the node's default settings, serialised as the node publishes
-    them. publishers: rclpy publishers by output name, or None to leave out the publish stage."""
-    from ..ros.node import INPUTS, PARAMETERS, output_settings
+    to (OUTPUT_TOPICS) with the node's settings for `params` (its parameter values; None: the defaults),
+    serialised as the node publishes them. publishers: rclpy publishers by output name, or None to leave
+    out the publish stage."""
+    from ..ros.node import INPUTS, output_settings, parameter_values
     from ..ros.processor import StereoProcessor, check_inputs
     from ..ros.serialize import serialize_large
 
     messages = [camera_messages(f, 10**9 * (i + 1)) for i, f in enumerate(frames)]
     timed = TimedBackend(backend)
     processor = StereoProcessor(timed, backend.max_disparity)
-    settings = output_settings({name: param.default for name, param in PARAMETERS.items()})
+    settings = output_settings(parameter_values() if params is None else params)
     wanted, topics = set(OUTPUT_TOPICS), [t for t, _ in INPUTS]
     times = StageTimes()
     for run in range(warmup + repeats):

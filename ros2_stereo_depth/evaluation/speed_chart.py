@@ -144,7 +144,7 @@ def draw_chart(series: dict[str, list[dict[str, Any]]], path: str | Path, title:
             cv2.line(canvas, a, b, colour, 2, cv2.LINE_AA)
         for p, (x, y) in zip(ordered, pixels):
             cv2.circle(canvas, (x, y), 5, colour, -1, cv2.LINE_AA)
-            cv2.putText(canvas, p["size"], (x + 7, y - 7), font, 0.4, colour, 1, cv2.LINE_AA)
+            cv2.putText(canvas, p.get("label", p["size"]), (x + 7, y - 7), font, 0.4, colour, 1, cv2.LINE_AA)
         cv2.putText(canvas, name, (width - margin - 230, margin + 25 + 22 * i), font, 0.55, colour, 2, cv2.LINE_AA)
     if not cv2.imwrite(str(path), canvas):
         raise RuntimeError(f"{path}: could not write the chart")

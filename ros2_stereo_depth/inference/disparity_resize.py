@@ -30,20 +30,24 @@ def upsample_to_camera(disparity_px: np.ndarray, small_left_rgb: np.ndarray, lef
     upsampled = resize_disparity(disparity_px, width, height)
     # Each camera pixel's bilinear cell: level-1 rows top..top+1 and columns left..left+1 (centres aligned,
     # as cv2.resize does); its spread is max - min over the cell, the 2x2 dilation minus erosion there.
-    corners = [_cell_corner(n, size) for n, size in ((h, height), (w, width))]
+    (top, bottom), (left, right) = [_cell_corner(n, size) for n, size in ((h, height), (w, width))]
     cell = np.ones((2, 2), np.uint8)
     spread = (cv2.dilate(disparity_px, cell, anchor=(0, 0), borderType=cv2.BORDER_REPLICATE)
               - cv2.erode(disparity_px, cell, anchor=(0, 0), borderType=cv2.BORDER_REPLICATE))
-    rows, columns = np.nonzero(spread[np.ix_(corners[0][0], corners[1][0])] > EDGE_SPREAD_PX)
-    if rows.size == 0:
+    # Flat indices throughout (np.take on 1-D is several times faster than 2-D fancy indexing): 7 -> 4 ms at
+    # 640x480 from 256x192.
+    edge_cells = (spread > EDGE_SPREAD_PX).view(np.uint8)
+    at = np.flatnonzero(edge_cells.take(top, axis=0).take(left, axis=1))
+    if at.size == 0:
         return upsampled
-    small_lab = cv2.cvtColor(small_left_rgb, cv2.COLOR_RGB2LAB).astype(np.int16)
+    rows, columns = np.divmod(at, width)
+    small_lab = cv2.cvtColor(small_left_rgb, cv2.COLOR_RGB2LAB).reshape(-1, 3).astype(np.int16)
     # Only the edge pixels' colours: converting the whole camera image would cost 5 ms at 1.4 MP.
-    lab = cv2.cvtColor(left_rgb[rows, columns][:, None], cv2.COLOR_RGB2LAB)[:, 0].astype(np.int16)
-    candidates = [(top[rows], left[columns]) for top in corners[0] for left in corners[1]]
-    distance = np.stack([np.abs(small_lab[at] - lab).sum(axis=1) for at in candidates])
-    values = np.stack([disparity_px[at] for at in candidates])
-    upsampled[rows, columns] = np.take_along_axis(values, distance.argmin(axis=0)[None], 0)[0] * np.float32(width / w)
+    lab = cv2.cvtColor(left_rgb.reshape(-1, 3)[at][:, None], cv2.COLOR_RGB2LAB)[:, 0].astype(np.int16)
+    candidates = [r[rows] * w + c[columns] for r in (top, bottom) for c in (left, right)]
+    distance = np.stack([np.abs(small_lab.take(i, axis=0) - lab).sum(axis=1, dtype=np.int16) for i in candidates])
+    values = np.stack([disparity_px.take(i) for i in candidates])
+    upsampled.reshape(-1)[at] = np.take_along_axis(values, distance.argmin(axis=0)[None], 0)[0] * np.float32(width / w)
     return upsampled
 
 

@@ -43,7 +43,7 @@ from ..inference.local_matching import MAX_MATCH_WIDTH_PX, MAX_RADIUS_PX, LocalM
 from ..inference.select import BACKENDS, BackendRequest, create_backend
 from .approximate_sync import ApproximateTimeSync
 from .health import Health, Throttle, adaptation_values
-from .params import Param, ParameterError, declare_parameters
+from .params import Param, ParameterError, declare_parameters, read_params_file
 from .processor import OUTPUTS, InputError, OutputSettings, StereoProcessor, StereoSet, check_inputs
 from .serialize import serialize_large
 from .spin import run_node
@@ -142,6 +142,15 @@ def check_adaptation(params: Mapping[str, Any]) -> None:
     path = params["adapted_weights_path"]
     if path and not path.endswith(".safetensors"):
         raise ParameterError(f"parameter adapted_weights_path = {path!r} is not allowed: use a .safetensors path")
+
+
+def parameter_values(params_file: str = "") -> dict[str, Any]:
+    """The node's parameter values without rclpy: the defaults, overlaid by `params_file` (checked, as
+    `--params-file` would set them; e.g. config/stereo_depth_cpu.yaml) when one is given."""
+    values = {name: param.default for name, param in PARAMETERS.items()}
+    if params_file:
+        values.update(read_params_file(params_file, PARAMETERS))
+    return values
 
 
 def output_settings(params: Mapping[str, Any]) -> OutputSettings:

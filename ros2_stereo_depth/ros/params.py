@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping
 
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
@@ -86,3 +87,25 @@ def declare_parameters(node: Any, table: Mapping[str, Param]) -> dict[str, Any]:
 
     node.add_on_set_parameters_callback(on_set)
     return values
+
+
+def read_params_file(path: str | Path, table: Mapping[str, Param]) -> dict[str, Any]:
+    """The checked values of a ROS 2 parameters file (`/**:` or a node name, then `ros__parameters:`) for a
+    node whose parameters are `table`: what `--ros-args --params-file` would set, for the tools that run the
+    node's processing without rclpy (the bench's presets). ParameterError names the file and the problem."""
+    import yaml
+
+    try:
+        document = yaml.safe_load(Path(path).read_text())
+        sections = [v["ros__parameters"] for v in document.values() if isinstance(v, dict) and "ros__parameters" in v]
+    except (OSError, yaml.YAMLError, AttributeError) as error:
+        raise ParameterError(f"{path}: not a readable ROS 2 parameters file ({error})") from None
+    if len(sections) != 1 or not isinstance(sections[0], dict):
+        raise ParameterError(f"{path}: expected one `ros__parameters` section, found {len(sections)}")
+    unknown = sorted(set(sections[0]) - set(table))
+    if unknown:
+        raise ParameterError(f"{path}: unknown parameter(s) {', '.join(unknown)}")
+    try:
+        return {name: check_value(name, table[name], value) for name, value in sections[0].items()}
+    except ParameterError as error:
+        raise ParameterError(f"{path}: {error}") from None

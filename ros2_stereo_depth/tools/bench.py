@@ -36,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-publish", action="store_true", help="skip the publish stage (no sink process)")
     parser.add_argument("--chart-sizes", nargs="*", type=size, default=[(320, 256), (480, 352), (640, 480)],
                         help="network input sizes of the Aloe accuracy-vs-time points (none: skip)")
+    parser.add_argument("--presets", nargs="*", default=[], metavar="PARAMS_FILE",
+                        help="node parameters files benched as configs of their own (e.g. config/stereo_depth_cpu.yaml): "
+                             "stage rows with the file's settings, the node run with --params-file, and a chart point")
     parser.add_argument("--chart", default="", help="write the accuracy-vs-milliseconds PNG here")
     parser.add_argument("--json", default="", help="also write the raw numbers to this file")
     parser.add_argument("--ort-study", nargs="*", type=size, metavar="WxH",
@@ -54,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     options = BenchOptions(configs=args.configs, backends=args.backends, camera_sizes=args.sizes,
                            input_size=args.input, threads=args.threads, repeats=args.repeats, warmup=args.warmup,
                            publish=not args.no_publish, e2e_backends=args.e2e_backends, e2e_frames=args.e2e_frames,
-                           overload=not args.no_overload, chart_sizes=args.chart_sizes)
+                           overload=not args.no_overload, chart_sizes=args.chart_sizes, presets=args.presets)
     report = run_bench(options, args.chart or None)
     print(markdown(report))
     if args.json:
