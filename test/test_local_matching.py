@@ -183,6 +183,32 @@ def test_first_level_keeps_the_image_aspect_ratio(scene):
     assert (error > 1).mean() < 0.10, f"bad-1 {100 * (error > 1).mean():.1f} %"
 
 
+@pytest.mark.parametrize("network_wh, from_level", [
+    ((64, 40), True),  # level 1 (the network's width, the 100x75 image's shape: 64x48) is larger: shrunk from it
+    ((64, 56), False),  # level 1 (64x48) is shorter than the network input: shrunk from the camera images
+])
+def test_network_input_comes_from_level_one_when_it_is_larger(network_wh, from_level):
+    """The camera images are shrunk once for level 1 and, when those are at least the network input's
+    size, the network's input is shrunk from them: the pixels the network sees, exactly."""
+    from ros2_stereo_depth.inference.base import resize_to_input
+
+    rng = np.random.default_rng(3)
+    left, right = (rng.integers(0, 256, (75, 100, 3), dtype=np.uint8) for _ in range(2))
+    seen = []
+
+    class Recording(HalfSizeOracle):
+        def infer(self, left_rgb, right_rgb):
+            seen.append(left_rgb.copy())
+            return super().infer(left_rgb, right_rgb)
+
+    oracle = Recording(np.full(network_wh[::-1], 4.0, np.float32), 0.0)
+    infer_at_image_size(oracle, left, right, LocalMatching(2, 0, sgbm=False))
+    level = resize_to_input(left, 64, 48)
+    expected = resize_to_input(level if from_level else left, *network_wh)
+    np.testing.assert_array_equal(seen[0], expected)
+    assert not np.array_equal(resize_to_input(left, *network_wh), resize_to_input(level, *network_wh))
+
+
 def test_upsampling_to_the_camera_keeps_depth_edges_sharp():
     """A level-1 disparity (40x30) with a vertical depth edge, at the camera's 100x60 (2.5x wide, 2x high):
     beside the edge each camera pixel takes the side its colour belongs to, where bilinear upsampling
