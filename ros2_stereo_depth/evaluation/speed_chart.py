@@ -101,7 +101,8 @@ def accuracy_at_size(methods: dict[str, Method], size: tuple[int, int], repeats:
     return points
 
 
-COLOURS = [(40, 40, 200), (60, 60, 120), (200, 120, 20), (30, 150, 30), (150, 40, 150), (20, 140, 200)]  # BGR
+COLOURS = [(40, 40, 200), (60, 60, 120), (200, 120, 20), (30, 150, 30), (150, 40, 150), (20, 140, 200),
+           (20, 20, 20)]  # BGR
 
 
 def draw_chart(series: dict[str, list[dict[str, Any]]], path: str | Path, title: str) -> None:
@@ -136,6 +137,7 @@ def draw_chart(series: dict[str, list[dict[str, Any]]], path: str | Path, title:
                 (margin, height - 25), font, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
     cv2.putText(canvas, "dense bad-2 % on Aloe (lower is better)", (10, margin - 15), font, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
     cv2.putText(canvas, title, (margin, 30), font, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
+    legend_x = width - margin - 10 - max(cv2.getTextSize(name, font, 0.55, 2)[0][0] for name in series)
     for i, (name, values) in enumerate(series.items()):
         colour = COLOURS[i % len(COLOURS)]
         ordered = sorted(values, key=lambda p: p["p50_ms"])
@@ -145,6 +147,6 @@ def draw_chart(series: dict[str, list[dict[str, Any]]], path: str | Path, title:
         for p, (x, y) in zip(ordered, pixels):
             cv2.circle(canvas, (x, y), 5, colour, -1, cv2.LINE_AA)
             cv2.putText(canvas, p.get("label", p["size"]), (x + 7, y - 7), font, 0.4, colour, 1, cv2.LINE_AA)
-        cv2.putText(canvas, name, (width - margin - 230, margin + 25 + 22 * i), font, 0.55, colour, 2, cv2.LINE_AA)
+        cv2.putText(canvas, name, (legend_x, margin + 25 + 22 * i), font, 0.55, colour, 2, cv2.LINE_AA)
     if not cv2.imwrite(str(path), canvas):
         raise RuntimeError(f"{path}: could not write the chart")
