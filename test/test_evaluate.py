@@ -180,6 +180,8 @@ NETWORK_ALONE = {("fast", 1.0): (44.01, 21.54), ("fast", 0.5): (31.91, 11.17),
 # The CPU preset (config/stereo_depth_cpu.yaml: tiny, SGBM fusion at level 1 only, no census search): made
 # for VGA-class cameras, where it is under 0.7x tuned SGBM; at full size (1.4 MP from a 256-px level) it is not.
 PRESET_MEASURED = {1.0: (26.82, 18.91), 0.5: (16.19, 9.95)}
+# The same with match_width_px 640, the README's advice for megapixel cameras: at full size under the filled SGBM.
+PRESET_640_MEASURED = {1.0: (12.65, 16.91), 0.5: (9.92, 8.42)}
 PRESET = Path(__file__).resolve().parents[1] / "config" / "stereo_depth_cpu.yaml"
 TUNED_SGBM_BAD2 = {1.0: 24.02, 0.5: 23.96}  # numDisparities 144 / 80, block 3
 TUNED_SGBM_FILLED_BAD2 = {1.0: 13.38, 0.5: 9.75}  # holes filled from the background: numDisparities 160 / 80, block 3
@@ -211,6 +213,10 @@ def shipped(request):
     network = NetworkSettings(BackendRequest(config=params["config"], threads=2), matching=output_settings(params).matching)
     reports["cpu preset"] = run_protocol(evaluation_pairs(None, left=LEFT, right=RIGHT, gt=GT),
                                          EvaluationSettings(network, scale=scale, sgbm="none"))
+    network = NetworkSettings(BackendRequest(config=params["config"], threads=2),
+                              matching=output_settings({**params, "match_width_px": 640}).matching)
+    reports["cpu preset 640"] = run_protocol(evaluation_pairs(None, left=LEFT, right=RIGHT, gt=GT),
+                                             EvaluationSettings(network, scale=scale, sgbm="none"))
     return scale, reports
 
 
@@ -241,6 +247,12 @@ def test_cpu_preset_does_not_regress_and_beats_tuned_sgbm_at_half_size(shipped):
     assert model["bad2"] < 0.5 * reports["tiny alone"]["model"]["bad2"]
     if scale == 0.5:
         assert model["bad2"] <= TARGET_BAD2_RATIO * TUNED_SGBM_BAD2[scale]
+    # match_width_px 640 for a megapixel image: 12.65 % at full size, under the filled SGBM's 13.38 %.
+    wide = reports["cpu preset 640"]["model"]
+    bad2, edge_epe = PRESET_640_MEASURED[scale]
+    assert wide["bad2"] <= bad2 + GUARD_PP and wide["edge_epe"] <= edge_epe + GUARD_EDGE_EPE, wide
+    if scale == 1.0:
+        assert wide["bad2"] < TUNED_SGBM_FILLED_BAD2[scale]
 
 
 def test_fast_edge_epe_beats_tuned_sgbm(shipped):
