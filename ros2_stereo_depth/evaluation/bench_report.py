@@ -36,8 +36,9 @@ class BenchOptions:
     overload: bool = True  # also one end-to-end run at twice the capacity (bounded latency, counted drops)
     chart_sizes: list[Size] = field(default_factory=lambda: [(320, 256), (480, 352), (640, 480)])
     chart_backend: str = "onnxruntime"
-    # Parameters files of node presets (config/stereo_depth_cpu.yaml): each is benched as one more config,
-    # with the node's settings from the file, and charted on the 641x555 pair beside the 640x480 points.
+    # Parameters files of node presets (config/stereo_depth_cpu.yaml): each is benched as one more config on
+    # the chart backend, with the node's settings from the file, and charted on the 641x555 pair beside the
+    # largest chart size's points.
     presets: list[str] = field(default_factory=list)
 
 
@@ -74,12 +75,12 @@ def bench_row(config: str, backend_name: str, frames: list[Any], publishers: Any
               preset: str = "") -> dict[str, Any]:
     params = preset_params(preset) if preset else None
     size, max_disparity = config_input(config, options, params)
-    print(f"bench: {config} {preset} on {backend_name}, {len(frames)} frames of {frames[0].left.shape[1]}x"
-          f"{frames[0].left.shape[0]}", file=sys.stderr, flush=True)
     row: dict[str, Any] = {"config": config, "backend": backend_name, "input": f"{size[0]}x{size[1]}",
                            "max_disparity": max_disparity}
     if preset:
         row.update(preset=Path(preset).name, params_file=preset)
+    print(f"bench: {row_label(row)} on {backend_name}, {len(frames)} frames of {frames[0].left.shape[1]}x"
+          f"{frames[0].left.shape[0]}", file=sys.stderr, flush=True)
     try:
         backend = make_backend(config, backend_name, size, max_disparity, options.threads)
     except (RuntimeError, ValueError, FileNotFoundError, ImportError) as error:

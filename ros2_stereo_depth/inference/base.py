@@ -45,8 +45,8 @@ def infer_at_image_size(backend: StereoBackend, left_rgb: np.ndarray, right_rgb:
     """Any-size pair -> disparity (px of these images) and confidence at their size: what the node publishes.
 
     The images are resized to level 1's size and to the network input (INTER_AREA when shrinking: no
-    aliasing), and the result back; disparity is a horizontal length, so it also scales by the width ratio. `matching`
-    re-matches the network's answer locally (inference/local_matching.py): level 1 at
+    aliasing), and the result back; disparity is a horizontal length, so it also scales by the width
+    ratio. `matching` re-matches the network's answer locally (inference/local_matching.py): level 1 at
     `matching.first_level_size` (the network input's width, the images' aspect ratio) and,
     when the images are larger than that, level 2 at theirs; the node passes its match_* parameters,
     NO_MATCHING gives the network alone."""
