@@ -21,7 +21,8 @@ from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile
 
 from ros2_stereo_depth.image_encoding import image_to_array
-from ros2_stereo_depth.ros.environment import FASTDDS_PROFILE, PROFILE_VARIABLE, apply_dds_defaults
+from ros2_stereo_depth.ros.environment import (FASTDDS_PROFILE, PROFILE_VARIABLE, apply_dds_defaults,
+                                               apply_local_defaults, limit_malloc_arenas)
 from ros2_stereo_depth.ros.params import ParameterError
 
 from ros_harness import Harness, stereo_pair
@@ -92,6 +93,21 @@ def test_shipped_params_deliver_every_set(running, reliability, width, height):
     assert publisher.returncode == 0, publisher.stdout + publisher.stderr
     delivered = sets_so_far(client) - before
     assert delivered >= 0.99 * count, f"{delivered} of {count} sets arrived ({reliability}, {width}x{height})"
+
+
+def test_node_processes_get_one_malloc_arena(running):
+    """Set before start-up for the processes the demo, the bench and these tests start; the executables
+    apply it themselves (mallopt) when nobody did; a value the user set wins."""
+    env: dict[str, str] = {}
+    apply_local_defaults(env)
+    assert env["MALLOC_ARENA_MAX"] == "1"
+    proc, _ = running
+    environ = Path(f"/proc/{proc.pid}/environ").read_bytes().split(b"\0")
+    assert b"MALLOC_ARENA_MAX=1" in environ  # the node started by the `running` fixture
+    assert limit_malloc_arenas({"MALLOC_ARENA_MAX": "4"}) is False
+    code = "import sys; from ros2_stereo_depth.ros.environment import limit_malloc_arenas; sys.exit(0 if limit_malloc_arenas() else 1)"
+    unset = {k: v for k, v in node_env().items() if k != "MALLOC_ARENA_MAX"}
+    assert subprocess.run([sys.executable, "-c", code], env=unset).returncode == 0  # glibc: applied
 
 
 def test_one_frame_through_and_clean_exit(running):
@@ -234,6 +250,7 @@ def test_launch_file():
     assert "stereo_depth_lifecycle_node = ros2_stereo_depth.ros.lifecycle_node:main" in scripts
     assert '"rviz", "stereo_depth.rviz"' in source and (ROOT / "rviz" / "stereo_depth.rviz").is_file()
     assert "FASTDDS_DEFAULT_PROFILES_FILE" in source
+    assert 'additional_env={"MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "1")}' in source
     view = yaml.safe_load((ROOT / "rviz" / "stereo_depth.rviz").read_text())
     displays = {d["Class"]: d for d in view["Visualization Manager"]["Displays"]}
     assert displays["rviz_default_plugins/PointCloud2"]["Topic"]["Value"] == "points2"

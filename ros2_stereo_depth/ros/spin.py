@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from .environment import apply_dds_defaults
+from .environment import apply_dds_defaults, limit_malloc_arenas
 
 
 def _missing_params_file(args: list[str]) -> str | None:
@@ -21,6 +21,7 @@ def _missing_params_file(args: list[str]) -> str | None:
 
 
 def run_node(make_node: Callable[[], object], name: str, args: list[str] | None = None) -> int:
+    limit_malloc_arenas()  # before rclpy, the worker and the matching start their threads
     apply_dds_defaults()  # before rclpy creates the DDS participant
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
