@@ -98,8 +98,9 @@ def bench_row(config: str, backend_name: str, frames: list[Any], publishers: Any
 def end_to_end_runs(row: dict[str, Any], camera: Size, frames: list[Any], options: BenchOptions) -> None:
     from .dds_latency import EndToEndRequest, end_to_end
 
-    size, max_disparity = config_input(row["config"], options,
-                                       preset_params(row["params_file"]) if row.get("preset") else None)
+    # The network input and search range the row's stages were measured with.
+    width, height = (int(v) for v in row["input"].split("x"))
+    size, max_disparity = (width, height), row["max_disparity"]
     capacity_hz = 1e3 / row["stage_total_ms"]
     loads = [("below_capacity", options.e2e_load)] + ([("overload", 2.0)] if options.overload else [])
     for name, load in loads:
