@@ -85,8 +85,27 @@ def test_cuda_runner_graph_replay_matches_plain_runs(pair) -> None:
     first = graphs.infer(*pair).disparity_px
     assert graphs.runner is not None and graphs.runner.notes == ["CUDA graph captured"]
     replayed = graphs.infer(pair[1], pair[0]).disparity_px  # other input: the graph reads the new upload
-    assert np.abs(first - reference).max() < 1e-3
-    assert np.abs(replayed - plain.infer(pair[1], pair[0]).disparity_px).max() < 1e-3
+    # cudnn.benchmark may time different kernels for the two backends (TF32 rounding: ~1e-3 px); a
+    # stale or misordered replay is off by pixels.
+    assert np.abs(first - reference).max() < 0.01
+    assert np.abs(replayed - plain.infer(pair[1], pair[0]).disparity_px).max() < 0.01
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_fp16_graph_backend_matches_the_unfolded_network_on_cpu(pair) -> None:
+    """What the node runs on a GPU (batch norms folded, fp16 autocast, cuDNN's timed kernels, a graph)
+    against the plain fp32 network on the CPU: the same disparities to a fraction of a pixel."""
+    model = load_model("fast", height=192, width=256)
+    with torch.inference_mode():
+        out = model.net(torch.from_numpy(normalise(pair[0])), torch.from_numpy(normalise(pair[1])))
+    reference = out["disparity"][0, 0].numpy()
+    cuda = TorchBackend(load_model("fast", height=192, width=256), 192, 256, device="cuda", precision="fp16",
+                        cuda_graphs=True)
+    for _ in range(3):
+        disparity = cuda.infer(*pair).disparity_px
+    error = np.abs(disparity - reference)
+    assert cuda.runner is not None and cuda.runner.notes == ["CUDA graph captured"]
+    assert float(np.median(error)) < 0.05 and float(np.percentile(error, 99)) < 0.5
 
 
 COMMAND = "build the engine on the target with: stereo-depth build-engine --config tiny --height 192 --width 256 --max-disparity 64 " \

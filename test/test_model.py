@@ -7,6 +7,7 @@ import torch
 
 from ros2_stereo_depth.config import CONFIGS, ModelConfig, get_config
 from ros2_stereo_depth.model import StereoNet
+from ros2_stereo_depth.model.deploy import count_batchnorms, fold_batchnorm
 from ros2_stereo_depth.model.cost_volume import GroupwiseCorrelation, reference_groupwise_correlation
 from ros2_stereo_depth.model.regression import SoftArgminRegression
 from ros2_stereo_depth.model.upsampling import ConvexUpsampling
@@ -54,6 +55,33 @@ def test_forward_shapes_and_ranges(name):
     assert float(out["disparity"].min()) >= 0.0
     assert float(out["disparity"].max()) <= config.max_disparity
     assert 0.0 <= float(out["confidence"].min()) and float(out["confidence"].max()) <= 1.0
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_folded_batchnorms_give_the_same_disparities(name):
+    """Inference's folded copy (torch backend): no batch norm left, the original untouched, the same
+    outputs. Random running statistics, so that a fold that ignored them (or the affine part) shows."""
+    config = get_config(name)
+    torch.manual_seed(1)
+    net = StereoNet(config).eval()
+    for module in net.modules():
+        if isinstance(module, (torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.2, 0.2)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    folded = fold_batchnorm(net)
+    assert count_batchnorms(net) > 0 and count_batchnorms(folded) == 0
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
+    h, w = config.size_multiple * 2, config.max_disparity + config.size_multiple
+    left = torch.rand(1, 3, h, w)
+    right = torch.roll(left, -5, dims=3)
+    with torch.no_grad():
+        expected, got = net(left, right), folded(left, right)
+    for key in ("disparity", "confidence"):
+        assert float((expected[key] - got[key]).abs().max()) < 1e-3, key
+    assert float(expected["disparity"].std()) > 0.01  # not a constant map that any fold would reproduce
 
 
 def test_config_rejects_sizes_the_graph_cannot_take():

@@ -3,13 +3,11 @@
 Precision fp32 (default) or fp16. The fp16 graph is for strongly typed TensorRT builds (TensorRT 11
 has no FP16 builder flag, and 10.12+ deprecates it: the graph's own types decide). Its inputs and
 outputs stay float32 (same interface as fp32); a Cast after each input feeds the fp16 feature CNN,
-cost volume and 3D aggregation; softmax/soft-argmin (regression.py casts to float) and the 2D
-refinement stay fp32, because fp16 has a 1/16 px step above 64 px and a softmax over D/4 bins loses
-the sub-pixel part.
+cost volume and 3D aggregation, while the regression and refinement stay fp32 (model/deploy.py
+`half_precision_net`, the split the torch backend runs on CUDA too).
 """
 from __future__ import annotations
 
-import copy
 import tempfile
 import warnings
 from pathlib import Path
@@ -19,33 +17,11 @@ import onnx
 import torch
 
 from ..config import EXPORT_PRECISIONS, INPUT_NAMES, ONNX_OPSET, OUTPUT_NAMES
-from ..model import ExportWrapper, StereoNet
+from ..model import ExportWrapper
+from ..model.deploy import half_precision_net
 from ..normalisation import NORMALISATION
 from .sidecar import publish, staged
 from .weights import LoadedModel
-
-# Stages of StereoNet that run in fp16 in the fp16 graph (attribute names on StereoNet).
-HALF_STAGES = ("features", "cost_volume", "aggregation")
-
-
-class _HalfStage(torch.nn.Module):
-    """Runs a stage in fp16: casts its tensor inputs to half (the Casts TensorRT sees)."""
-
-    def __init__(self, stage: torch.nn.Module) -> None:
-        super().__init__()
-        self.stage = stage.half()
-
-    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        return self.stage(*(x.half() for x in inputs))  # type: ignore[no-any-return]
-
-
-def half_precision_net(net: StereoNet) -> StereoNet:
-    """A copy of `net` whose HALF_STAGES run in fp16; regression and refinement stay fp32.
-    StereoNet.forward is reused unchanged: it calls the stages by attribute."""
-    half = copy.deepcopy(net).eval()
-    for name in HALF_STAGES:
-        setattr(half, name, _HalfStage(getattr(half, name)))
-    return half
 
 
 def export_onnx(model: LoadedModel, output: str | Path, height: int | None = None, width: int | None = None,

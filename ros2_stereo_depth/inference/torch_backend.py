@@ -1,11 +1,14 @@
 """PyTorch backend: the network itself, for machines without TensorRT (CUDA or CPU).
 
-`replace_net` swaps the network (online adaptation, training/online.py): every call reads `self.net`
+`replace_net` swaps the network (online adaptation, training/online.py): every call reads the network
 once, so a call in progress finishes with the network it started with and never sees a mixture.
+Inference runs a copy with the batch norms folded into the convolutions (model/fold.py: fewer kernels,
+same numbers); `self.net` stays the trainable network that adaptation copies.
 
 On CUDA: the shared CudaRunner (uint8 upload and normalisation on the GPU, optional CUDA-graph replay
-after the first frame) with fp16 autocast (the soft-argmin regression casts to fp32 itself, and
-autocast keeps softmax in fp32 anyway). On CPU: fp32, the plain path. Thread counts are the caller's.
+after the first frame); fp16 is the fp16 engine's split (model/deploy.py `half_precision_net`: the
+feature CNN, cost volume and 3D aggregation in half precision, the regression and refinement in fp32),
+with casts at the stage boundaries only. On CPU: fp32, the plain path. Thread counts are the caller's.
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import torch
 
 from ..artifacts.weights import LoadedModel
 from ..config import INPUT_NAMES, OUTPUT_NAMES, TORCH_PRECISIONS
+from ..model.deploy import fold_batchnorm, half_precision_net
 from ..normalisation import normalise
 from .base import StereoResult
 from .cuda_runner import CudaRunner
@@ -36,13 +40,16 @@ class TorchBackend:
         self.cuda_graphs = cuda_graphs
         self.model = model
         self.net = model.net.to(device).eval()
-        self.height, self.width = height, width
-        self.max_disparity = model.config.max_disparity
         cuda = torch.device(device).type == "cuda"
         # fp16 only pays off (and is only exercised) on CUDA; CPU runs fp32.
         self.precision = precision if cuda else "fp32"
+        self.inference_net = self._inference_copy(self.net)
+        self.height, self.width = height, width
+        self.max_disparity = model.config.max_disparity
         self.runner: CudaRunner | None = None
         if cuda:
+            # One input size for the backend's life: let cuDNN time its kernels once and keep the fastest.
+            torch.backends.cudnn.benchmark = True
             inputs = {name: torch.empty(1, 3, height, width, device=device) for name in INPUT_NAMES}
             self.runner = CudaRunner(height, width, torch.device(device), inputs, lambda: self._forward(inputs),
                                      cuda_graphs)
@@ -53,17 +60,21 @@ class TorchBackend:
         if self.cuda_graphs:
             # A captured graph replays the old weights' memory: the new network would be silently ignored.
             raise ValueError("replace_net is not possible with cuda_graphs")
+        self.inference_net = self._inference_copy(net)
         self.net = net
 
+    def _inference_copy(self, net: torch.nn.Module) -> torch.nn.Module:
+        folded = fold_batchnorm(net)
+        return half_precision_net(folded) if self.precision == "fp16" else folded
+
     def _forward(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        with torch.autocast("cuda", dtype=torch.float16, enabled=self.precision == "fp16"):
-            out = self.net(*(inputs[name] for name in INPUT_NAMES))
+        out = self.inference_net(*(inputs[name] for name in INPUT_NAMES))
         return {name: out[name] for name in OUTPUT_NAMES}
 
     @torch.inference_mode()
     def infer(self, left_rgb: np.ndarray, right_rgb: np.ndarray) -> StereoResult:
         if self.runner is not None:
             return self.runner.run(left_rgb, right_rgb)
-        net = self.net  # once: replace_net may swap it while this call runs
+        net = self.inference_net  # once: replace_net may swap it while this call runs
         out = net(torch.from_numpy(normalise(left_rgb)), torch.from_numpy(normalise(right_rgb)))
         return StereoResult(out["disparity"][0, 0].float().numpy(), out["confidence"][0, 0].float().numpy())

@@ -1,0 +1,73 @@
+"""Inference-only copies of a trained network, for the backends that run it in PyTorch or export it.
+
+* `fold_batchnorm`: each batch norm folded into the convolution before it. In eval mode a batch norm is
+  a per-channel scale and shift, so it can live in the convolution's weights and bias: one kernel
+  instead of two per layer. On a GPU, where this network's time is a few hundred small kernels rather
+  than arithmetic, that matters; ONNX Runtime and TensorRT fold these themselves.
+* `half_precision_net`: the fp16 split of the fp16 ONNX graph and of the torch backend on CUDA. The
+  feature CNN, cost volume and 3D aggregation run in fp16; softmax/soft-argmin (regression.py casts to
+  float) and the 2D refinement stay fp32, because fp16 has a 1/16 px step above 64 px and a softmax over
+  D/4 bins loses the sub-pixel part. Explicit casts at the stage boundaries, rather than autocast's
+  cast before every layer.
+
+Neither copy can be trained (no batch norms left; half weights): adaptation keeps the original.
+"""
+from __future__ import annotations
+
+import copy
+from typing import TypeVar
+
+import torch
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from .stereo_net import StereoNet
+
+_CONVS = (nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+_NORMS = (nn.BatchNorm2d, nn.BatchNorm3d)
+Net = TypeVar("Net", bound=nn.Module)
+
+
+def fold_batchnorm(net: Net) -> Net:
+    """An eval-mode copy of `net` in which every (convolution, batch norm) pair that follows each other in
+    an nn.Sequential is one convolution with a bias; `net` itself is left untouched."""
+    folded = copy.deepcopy(net).eval()
+    for module in folded.modules():
+        if not isinstance(module, nn.Sequential):
+            continue
+        names = list(module._modules)
+        for first, second in zip(names, names[1:]):
+            conv, norm = module._modules[first], module._modules[second]
+            if isinstance(conv, _CONVS) and isinstance(norm, _NORMS):
+                transpose = isinstance(conv, (nn.ConvTranspose2d, nn.ConvTranspose3d))
+                module._modules[first] = fuse_conv_bn_eval(conv, norm, transpose=transpose)
+                module._modules[second] = nn.Identity()
+    return folded
+
+
+def count_batchnorms(net: nn.Module) -> int:
+    return sum(isinstance(m, _NORMS) for m in net.modules())
+
+
+# Stages of StereoNet that run in fp16 in the fp16 copy (attribute names on StereoNet).
+HALF_STAGES = ("features", "cost_volume", "aggregation")
+
+
+class _HalfStage(torch.nn.Module):
+    """Runs a stage in fp16: casts its tensor inputs to half (the Casts TensorRT sees)."""
+
+    def __init__(self, stage: torch.nn.Module) -> None:
+        super().__init__()
+        self.stage = stage.half()
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.stage(*(x.half() for x in inputs))  # type: ignore[no-any-return]
+
+
+def half_precision_net(net: StereoNet) -> StereoNet:
+    """A copy of `net` whose HALF_STAGES run in fp16; regression and refinement stay fp32.
+    StereoNet.forward is reused unchanged: it calls the stages by attribute."""
+    half = copy.deepcopy(net).eval()
+    for name in HALF_STAGES:
+        setattr(half, name, _HalfStage(getattr(half, name)))
+    return half
