@@ -23,14 +23,17 @@ class OnnxRuntimeBackend:
         options = ort.SessionOptions()
         # Measured with `stereo-depth bench --ort-study` (BENCHMARKS.md, fast at 640x480 and 320x256, one
         # interleaved run): all graph optimisations (the default; basic/extended/none cost 1.3-1.7x);
-        # sequential execution (parallel inter-op: 1.4-1.7x); CPU arena and memory pattern kept (off:
-        # 1.2-1.3x slower for at most 50 MiB less peak RSS); intra-op threads that do not spin while
-        # waiting: 0.68-1.0x ORT's default latency in every run, because spinning workers take the cores
-        # that DDS, the node's callbacks and other processes need on a small shared CPU. The thread count
-        # stays the `threads` parameter: on the loaded 2-vCPU machine 1 thread was fastest (0.68-0.70x),
-        # which would not hold on a robot computer with free cores.
+        # sequential execution (parallel inter-op: 1.4-1.7x); the CPU arena kept (off: slower for 13 MiB);
+        # the memory pattern off (it plans one block for all of a run's intermediates): 50 MiB less peak RSS
+        # for `fast` at 640x480 (224 -> 174 MiB in a fresh process) at the same speed (209-211 against
+        # 207-212 ms, interleaved); intra-op threads that do not spin while waiting: 0.68-1.0x ORT's default
+        # latency in every run, because spinning workers take the cores that DDS, the node's callbacks and
+        # other processes need on a small shared CPU. The thread count stays the `threads` parameter: on the
+        # loaded 2-vCPU machine 1 thread was fastest (0.68-0.70x), which would not hold on a robot computer
+        # with free cores.
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.enable_mem_pattern = False
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             options.intra_op_num_threads = threads

@@ -393,8 +393,14 @@ class StereoDepthPipeline:
                 if "points2" in wanted and settings.use_color:
                     self._colour_for(stereo)
                 outputs = processor.process(stereo, settings, wanted)
-                for name, msg in outputs.items():
-                    self.pubs[name].publish(serialize_large(msg))  # 2 ms, not 20-40, for a 640x480 cloud
+                for name in list(outputs):  # in the processor's order
+                    # Serialised (2 ms, not rclpy's 20-40, for a 640x480 cloud), then the message's own copy of
+                    # the data is dropped before DDS takes a third: one 30 MB cloud less at peak for 1280x720.
+                    msg = outputs.pop(name)
+                    data = serialize_large(msg)
+                    del msg
+                    self.pubs[name].publish(data)
+                    del data
                 if self.adapter is not None:  # after publishing: adaptation never delays a frame
                     self.adapter.offer(stereo.left_rgb, stereo.right_rgb)
                 stamp = stereo.header.stamp
