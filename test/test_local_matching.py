@@ -115,7 +115,11 @@ class HalfSizeOracle:
     ((1280, 720), (640, 480), (640, 360)),
     ((641, 555), (640, 480), (641, 555)),  # at most 1.25x as wide: the image's own size, no second level
     ((320, 240), (640, 480), (320, 240)),  # a camera smaller than the network input is not upscaled
-    ((1282, 1110), (256, 192), (256, 222)),
+    # At most 2.5x upsampling to the camera: a 256-px network on a 1282-px camera matches at 512 px, not 256.
+    ((1282, 1110), (256, 192), (512, 443)),
+    ((1280, 720), (256, 192), (512, 288)),
+    ((641, 555), (256, 192), (256, 222)),  # 2.5x or less: the network's width
+    ((1920, 1080), (640, 480), (768, 432)),
 ])
 def test_first_level_size(image_wh, network_wh, level_wh):
     assert LocalMatching().first_level_size(image_wh, network_wh) == level_wh
@@ -129,6 +133,7 @@ def test_first_level_size(image_wh, network_wh, level_wh):
     ((1282, 1110), 480, (480, 416)),  # a width of its own, whatever the network input's
     ((1282, 1110), 1100, (1282, 1110)),  # at most 1.25x as wide: the image's own size
     ((640, 480), 320, (320, 240)),
+    ((1282, 1110), 256, (256, 222)),  # a width set explicitly is kept, even below a 2.5th of the image's
 ])
 def test_first_level_width_can_be_set(image_wh, width_px, level_wh):
     assert LocalMatching(width_px=width_px).first_level_size(image_wh, (256, 192)) == level_wh

@@ -39,6 +39,12 @@ __all__ = ["MAX_MATCH_WIDTH_PX", "MAX_RADIUS_PX", "NO_MATCHING", "LocalMatching"
 # recording (320x240, matched there rather than upscaled to 640x480) 6.5 -> 6.35 % in a third of the time;
 # tiny's demo frame (320x240 for a 256x192 input) 21.1 -> 14.8 %.
 MATCH_WIDTH_SLACK = 1.25
+# With `width_px` 0, level 1 is also at least a 2.5th of the images' width: upsampling it further to the
+# camera loses what matching found. Aloe at full size (1282 px wide), the CPU preset (`tiny`'s 256 px input,
+# SGBM fusion only): bad-2 26.8 % at 256 px, 16.6 % at 384, 14.4 % at 512 (this rule), 12.7 % at 640, for
+# 108, 128, 164 and ~330 ms on 2 cores. It changes nothing for cameras up to 2.5x the network's width
+# (`fast` up to 1600 px, `tiny` up to 640 px).
+MAX_LEVEL_UPSAMPLING = 2.5
 MAX_MATCH_WIDTH_PX = 4096
 _sgbm_thread = ThreadPoolExecutor(1, thread_name_prefix="local_matching_sgbm")
 
@@ -52,9 +58,10 @@ class LocalMatching:
     camera_radius_px: int = 4  # level 2, at the camera resolution, when level 1 was not
     threads: int = 0  # bands matched in parallel; 0: BANDS (the node passes its `threads` parameter)
     sgbm: bool = True
-    # Level 1's width, px; 0: the network input's. Level 1 sets the precision: `tiny` (256x192 input) on
-    # Aloe at full size scores 18.3 % bad-2 matched at 256 px wide, 12.0 % at 480, 10.9 % at 640 (fast at 640:
-    # 10.2 %), for 64, 150 and 270 ms of level-1 time on 2 cores.
+    # Level 1's width, px; 0: the network input's, or a MAX_LEVEL_UPSAMPLING-th of the images' if wider. Level 1
+    # sets the precision: `tiny` (256x192 input) on Aloe at full size scores 18.3 % bad-2 matched at 256 px wide
+    # (64 ms of level-1 time on 2 cores), 12.0 % at 480 (150 ms), 11.4 % at 512 (what 0 gives there), 10.9 %
+    # at 640 (270 ms; fast at 640: 10.2 %).
     width_px: int = 0
 
     def __post_init__(self) -> None:
@@ -74,10 +81,11 @@ class LocalMatching:
 
     def first_level_size(self, image_wh: tuple[int, int], network_wh: tuple[int, int]) -> tuple[int, int]:
         """(width, height) at which level 1 matches images of image_wh for a network input of network_wh:
-        `width_px` (0: the network input's width) and the images' aspect ratio, or the images' own size when
+        `width_px` (0: the network input's width, or a MAX_LEVEL_UPSAMPLING-th of the images' if that is
+        wider) and the images' aspect ratio, or the images' own size when
         they are at most MATCH_WIDTH_SLACK times as wide. The network input itself when level 1 is off (the
         network's answer is then resized once)."""
-        (w, h), level_w = image_wh, self.width_px or network_wh[0]
+        (w, h), level_w = image_wh, self.width_px or max(network_wh[0], int(image_wh[0] / MAX_LEVEL_UPSAMPLING))
         if self.radius_px == 0 and not self.sgbm:
             return network_wh
         if w <= MATCH_WIDTH_SLACK * level_w:

@@ -107,7 +107,8 @@ PARAMETERS: dict[str, Param] = {
                         "network and the census matching only)", read_only=False),
     "match_width_px": Param(LocalMatching().width_px, "width (px) of the first matching level, at the camera's aspect "
                             "ratio (the camera's own size when it is at most 1.25x as wide); 0: the network input's "
-                            "width. Wider: more precise and slower", 0, MAX_MATCH_WIDTH_PX, read_only=False),
+                            "width, or a 2.5th of the camera's when that is wider. Wider: more precise and slower",
+                            0, MAX_MATCH_WIDTH_PX, read_only=False),
     "use_color": Param(True, "points2 carries an rgb field (from left/image_rect_color when published, "
                        "else left/image_rect)", read_only=False),
     "avoid_point_cloud_padding": Param(False, "points2 packed (x y z rgb, 16 bytes) instead of stereo_image_proc's "

@@ -71,7 +71,8 @@ def add_matching_arguments(parser: argparse.ArgumentParser) -> None:
                             "node's match_sgbm)")
     group.add_argument("--match-width", type=int, default=default.width_px,
                        help=f"width (px) of the first matching level, at the image's aspect ratio, 0 to {MAX_MATCH_WIDTH_PX} "
-                            "(default 0: the network input's width, as the node's match_width_px)")
+                            "(default 0: the network input's width, or a 2.5th of the image's if wider, as the node's "
+                            "match_width_px)")
 
 
 def local_matching(args: argparse.Namespace) -> LocalMatching:
