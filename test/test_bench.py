@@ -184,3 +184,26 @@ def test_dds_runs_use_the_package_environment_and_fast_dds_profile():
     bare = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp")}
     out = subprocess.run([sys.executable, "-c", code], env=bare, capture_output=True, text=True, check=True)
     assert out.stdout.split() == [str(FASTDDS_PROFILE), "LOCALHOST", "rmw_fastrtps_cpp"]
+
+
+@pytest.mark.parametrize("sec, nanosec", [(1_700_000_000, 123_456_789), (2, 999_999_999)])
+def test_collector_reads_the_header_stamp_from_the_serialised_outputs(sec, nanosec):
+    """The end-to-end collector subscribes raw: the stamp it keys latencies by, read from the CDR bytes of
+    each output type, is the header's."""
+    from rclpy.serialization import serialize_message
+    from std_msgs.msg import Header
+
+    from ros2_stereo_depth.evaluation.dds_latency import cdr_header_stamp_ns
+    from ros2_stereo_depth.geometry import StereoCamera
+    from ros2_stereo_depth.ros.conversions import array_to_image, build_disparity_image, build_point_cloud
+
+    header = Header(frame_id="left_camera_optical_frame")
+    header.stamp.sec, header.stamp.nanosec = sec, nanosec
+    disparity = np.full((3, 4), 2.0, np.float32)
+    camera = StereoCamera(100.0, 100.0, 1.5, 1.0, 0.1, 4, 3)
+    for msg in (array_to_image(disparity, "32FC1", header),
+                build_disparity_image(disparity, header, 100.0, 0.1, 0.0, 64.0, 0.0625),
+                build_point_cloud(camera, disparity, 0.0, None, header)):
+        assert cdr_header_stamp_ns(serialize_message(msg)) == sec * 10**9 + nanosec, type(msg).__name__
+    with pytest.raises(ValueError, match="not a CDR"):
+        cdr_header_stamp_ns(b"\x00\x01\x00")
