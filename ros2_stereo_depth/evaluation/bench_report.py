@@ -71,14 +71,18 @@ def row_label(row: dict[str, Any]) -> str:
     return f"{row['config']} ({row['preset']})" if row.get("preset") else row["config"]
 
 
+# A preset: its file's path and the node's parameter values with it applied (preset_params), read once a run.
+Preset = tuple[str, dict[str, Any]]
+
+
 def bench_row(config: str, backend_name: str, frames: list[Any], publishers: Any, options: BenchOptions,
-              preset: str = "") -> dict[str, Any]:
-    params = preset_params(preset) if preset else None
+              preset: Preset | None = None) -> dict[str, Any]:
+    path, params = preset if preset else ("", None)
     size, max_disparity = config_input(config, options, params)
     row: dict[str, Any] = {"config": config, "backend": backend_name, "input": f"{size[0]}x{size[1]}",
                            "max_disparity": max_disparity}
-    if preset:
-        row.update(preset=Path(preset).name, params_file=preset)
+    if path:
+        row.update(preset=Path(path).name, params_file=path)
     print(f"bench: {row_label(row)} on {backend_name}, {len(frames)} frames of {frames[0].left.shape[1]}x"
           f"{frames[0].left.shape[0]}", file=sys.stderr, flush=True)
     try:
@@ -112,7 +116,7 @@ def end_to_end_runs(row: dict[str, Any], camera: Size, frames: list[Any], option
         row[f"end_to_end_{name}"] = end_to_end(request)
 
 
-def chart_points(options: BenchOptions) -> dict[str, list[dict[str, Any]]]:
+def chart_points(options: BenchOptions, presets: list[Preset]) -> dict[str, list[dict[str, Any]]]:
     """Per chart size: SGBM and every config on the chart backend, timed interleaved on the same pair. Each
     preset runs the node's whole disparity path on the 641x555 pair (its network input and matching from
     its file), timed with the largest size's points (640x480: the camera it is compared with)."""
@@ -137,23 +141,22 @@ def chart_points(options: BenchOptions) -> dict[str, list[dict[str, Any]]]:
             methods[f"{config} on {options.chart_backend}"] = (backend, max_disparity, NO_MATCHING)
             methods[f"{config} + matching on {options.chart_backend}"] = (
                 backend, max_disparity, with_matching_at_input(LocalMatching().radius_px))
-        presets = preset_methods(options) if size == max(options.chart_sizes) else {}
-        methods.update(presets)
+        preset_points = preset_methods(options, presets) if size == max(options.chart_sizes) else {}
+        methods.update(preset_points)
         for name, point in accuracy_at_size(methods, size, options.repeats, aloe).items():
-            if name in presets:  # the network at its own input, on the 641x555 pair: not at `size`
-                backend = presets[name][0]
+            if name in preset_points:  # the network at its own input, on the 641x555 pair: not at `size`
+                backend = preset_points[name][0]
                 point["label"] = f"{backend.width}x{backend.height} net"
             series.setdefault(name, []).append(point)
     return series
 
 
-def preset_methods(options: BenchOptions) -> dict[str, Any]:
+def preset_methods(options: BenchOptions, presets: list[Preset]) -> dict[str, Any]:
     """Chart methods of the presets: the backend at the preset's network input, its local matching."""
     from ..ros.node import output_settings
 
     methods = {}
-    for path in options.presets:
-        params = preset_params(path)
+    for path, params in presets:
         size, max_disparity = config_input(params["config"], options, params)
         backend = make_backend(params["config"], options.chart_backend, size, max_disparity, options.threads)
         matching = output_settings(params).matching
@@ -194,6 +197,7 @@ def run_bench(options: BenchOptions, chart_path: str | None = None) -> dict[str,
 
     report: dict[str, Any] = {"machine": machine(), "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
                               "repeats": options.repeats, "threads": options.threads, "sizes": []}
+    presets = [(path, preset_params(path)) for path in options.presets]
     with contextlib.ExitStack() as stack:
         publishers = stack.enter_context(publish_rig(f"/bench_rig_{os.getpid()}")) if options.publish else None
         for camera in options.camera_sizes:
@@ -202,9 +206,8 @@ def run_bench(options: BenchOptions, chart_path: str | None = None) -> dict[str,
             for config in options.configs:
                 for backend_name in options.backends:
                     rows.append(bench_row(config, backend_name, frames, publishers, options))
-            for preset in options.presets:
-                rows.append(bench_row(preset_params(preset)["config"], options.chart_backend, frames, publishers,
-                                      options, preset))
+            for preset in presets:
+                rows.append(bench_row(preset[1]["config"], options.chart_backend, frames, publishers, options, preset))
             report["sizes"].append({"camera": f"{camera[0]}x{camera[1]}", "rows": rows})
     # The DDS runs after the in-process timing, so no node process competes with it for the cores.
     for camera, entry in zip(options.camera_sizes, report["sizes"]):
@@ -213,7 +216,7 @@ def run_bench(options: BenchOptions, chart_path: str | None = None) -> dict[str,
             if "skipped" not in row and row["backend"] in options.e2e_backends:
                 end_to_end_runs(row, camera, frames, options)
     if options.chart_sizes:
-        report["chart"] = chart_points(options)
+        report["chart"] = chart_points(options, presets)
         if chart_path:
             from .speed_chart import draw_chart
             draw_chart(report["chart"], chart_path, f"Aloe (641x555 reference), {report['machine']['platform']}")

@@ -82,10 +82,11 @@ class LocalMatching:
     def first_level_size(self, image_wh: tuple[int, int], network_wh: tuple[int, int]) -> tuple[int, int]:
         """(width, height) at which level 1 matches images of image_wh for a network input of network_wh:
         `width_px` (0: the network input's width, or a MAX_LEVEL_UPSAMPLING-th of the images' if that is
-        wider) and the images' aspect ratio, or the images' own size when
-        they are at most MATCH_WIDTH_SLACK times as wide. The network input itself when level 1 is off (the
-        network's answer is then resized once)."""
-        (w, h), level_w = image_wh, self.width_px or max(network_wh[0], int(image_wh[0] / MAX_LEVEL_UPSAMPLING))
+        wider) and the images' aspect ratio, or the images' own size when they are at most
+        MATCH_WIDTH_SLACK times as wide. The network input itself when level 1 is off (the network's
+        answer is then resized once)."""
+        w, h = image_wh
+        level_w = self.width_px or max(network_wh[0], int(w / MAX_LEVEL_UPSAMPLING))
         if self.radius_px == 0 and not self.sgbm:
             return network_wh
         if w <= MATCH_WIDTH_SLACK * level_w:

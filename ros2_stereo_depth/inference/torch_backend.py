@@ -2,7 +2,7 @@
 
 `replace_net` swaps the network (online adaptation, training/online.py): every call reads the network
 once, so a call in progress finishes with the network it started with and never sees a mixture.
-Inference runs a copy with the batch norms folded into the convolutions (model/fold.py: fewer kernels,
+Inference runs a copy with the batch norms folded into the convolutions (model/deploy.py: fewer kernels,
 same numbers); `self.net` stays the trainable network that adaptation copies.
 
 On CUDA: the shared CudaRunner (uint8 upload and normalisation on the GPU, optional CUDA-graph replay
