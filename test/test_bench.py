@@ -98,6 +98,19 @@ def test_stage_sum_matches_end_to_end_latency_through_dds(report):
     assert 0.7 * row["stages"]["inference"]["p50_ms"] < latency < 2.0 * total + 60.0
     assert 100.0 < e2e["node_peak_rss_mib"] < 8000.0  # the node process's VmHWM, not ours
     assert e2e["dds_profile"].endswith("fastdds_profile.xml")
+    # The node's own status, read from /diagnostics: every set answered (the warm-up one too) counted; its
+    # work (set complete -> published) within its latency (stamp -> published), which the collector's
+    # receipt follows; the work includes the network.
+    timing = e2e["node_timing"]
+    complete = e2e["sent"] - e2e["dropped"]
+    assert timing["processed"] >= 1 + complete
+    work, node_latency = timing["work_ms"]["p50"], timing["latency_ms"]["p50"]
+    assert 0.7 * row["stages"]["inference"]["p50_ms"] < work <= node_latency <= latency + 20.0
+    assert timing["work_ms"]["p95"] >= work
+    from ros2_stereo_depth.evaluation.bench_report import markdown
+    rows = [line for line in markdown(data).splitlines() if line.startswith(f"| {row['config']} | onnxruntime | ")
+            and line.count("|") == 8]
+    assert rows and rows[0].split(" | ")[4] == f"{work:.0f} / {timing['work_ms']['p95']:.0f}"
 
 
 @pytest.mark.dds

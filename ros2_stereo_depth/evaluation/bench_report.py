@@ -232,6 +232,15 @@ def _rows(report: dict[str, Any], camera: str) -> list[dict[str, Any]]:
     return [r for s in report["sizes"] if s["camera"] == camera for r in s["rows"] if "skipped" not in r]
 
 
+def in_node(run: dict[str, Any]) -> str:
+    """`; in the node: work p50 W / p95 W' ms`, from the node's own status during an end-to-end run."""
+    timing = run.get("node_timing") or {}
+    work = timing.get("work_ms") or {}
+    if work.get("p50") is None:
+        return ""
+    return f"; in the node: work p50 {work['p50']:.0f} / p95 {work['p95']:.0f} ms"
+
+
 def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     """Issue 11's targets from this run's figures: met, not met, or not measured (None)."""
     from .speed_chart import SGBM, SGBM_FILLED
@@ -276,7 +285,7 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
                 add(f"below capacity no set dropped and p95 latency <= 1.5x work + 10 ms ({label})",
                     below["dropped"] == 0 and p95 <= bound,
                     f"{below['rate_hz']:.1f} Hz: {below['dropped']} of {below['sent']} dropped, p95 {p95:.0f} ms "
-                    f"vs bound {bound:.0f} ms (work {work:.0f} ms)")
+                    f"vs bound {bound:.0f} ms (work {work:.0f} ms{in_node(below)})")
             elif below:
                 add(f"below capacity no set dropped ({label})", False, "no complete output received")
             if over and over["frame_latency_ms"]:
@@ -325,6 +334,23 @@ def markdown(report: dict[str, Any]) -> str:
                          f"{row['x_sgbm_time']:.2f}x | {row['node_overhead_ms']:.1f} | {row['stage_total_ms']:.1f} | "
                          f"{e2e(below)} | {e2e(over, False)} | {rss} |")
         measured = [r for r in entry["rows"] if "skipped" not in r]
+        runs = [(r, name, r[f"end_to_end_{name}"]) for r in measured for name in ("below_capacity", "overload")
+                if (r.get(f"end_to_end_{name}") or {}).get("node_timing")]
+        if runs:
+            lines += ["", "End to end, where the time goes: the node's own status (work = set complete -> outputs "
+                      "published, latency = header stamp -> outputs published; its percentiles over the run's sets "
+                      "and the warm-up one) against the stage sum and the collector's frame latency (stamp -> last "
+                      "output received).", "",
+                      "| config | backend | rate | stage sum | node work p50 / p95 | node latency p50 / p95 | "
+                      "frame latency at the collector p50 / p95 |", "|---|---|---|---|---|---|---|"]
+            for row, name, run in runs:
+                timing, frame = run["node_timing"], run["frame_latency_ms"] or {}
+
+                def pair(values: dict[str, Any]) -> str:
+                    return " / ".join("n/a" if values.get(q) is None else f"{values[q]:.0f}" for q in ("p50", "p95"))
+                lines.append(f"| {row_label(row)} | {row['backend']} | {run['rate_hz']:.1f} Hz | "
+                             f"{row['stage_total_ms']:.0f} | {pair(timing['work_ms'])} | {pair(timing['latency_ms'])} | "
+                             f"{pair(frame)} |")
         if measured:
             lines += ["", "Stages (median ms): " + ", ".join(f"`{row_label(r)}/{r['backend']}`" for r in measured), "",
                       "| stage | " + " | ".join(f"{row_label(r)} {r['backend']}" for r in measured) + " |",

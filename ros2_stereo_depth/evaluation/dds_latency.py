@@ -177,7 +177,8 @@ def cdr_header_stamp_ns(serialised: bytes) -> int:
 
 
 class Collector:
-    """Receipt time minus header stamp per output topic, keyed by stamp.
+    """Receipt time minus header stamp per output topic, keyed by stamp; and the node's own /diagnostics
+    status (its name starts with the node's namespace), which times each set inside the node.
 
     Raw subscriptions: the collector reads the stamp from the serialised bytes instead of deserialising a
     set's 12 MB (640x480) or 37 MB (1280x720) into Python objects (rclpy: 69 ms for one 1280x720 cloud),
@@ -185,11 +186,41 @@ class Collector:
     subscribers in C++, rviz among them, do not pay that."""
 
     def __init__(self, node: Any) -> None:
+        from diagnostic_msgs.msg import DiagnosticArray
+
         self.lock = threading.Lock()
         self.latency_s: dict[str, dict[int, float]] = {topic: {} for topic in OUTPUT_TOPICS}
         self.subscriptions = [node.create_subscription(msg_type, topic, self._callback(topic), reliable_qos(10),
                                                        raw=True)
                               for msg_type, topic in zip(output_types(), OUTPUT_TOPICS)]
+        self.node_status: dict[str, str] = {}
+        prefix = node.get_namespace().rstrip("/") + "/"
+        self.diagnostics = node.create_subscription(DiagnosticArray, "/diagnostics",
+                                                    lambda msg: self._status(msg, prefix), 10)
+
+    def _status(self, msg: Any, prefix: str) -> None:
+        for status in msg.status:
+            if status.name.startswith(prefix):
+                with self.lock:
+                    self.node_status = {kv.key: kv.value for kv in status.values}
+
+    def node_timing(self) -> dict[str, Any] | None:
+        """The node's last status as numbers: sets processed, and the percentiles of its work (set complete
+        -> outputs published) and latency (header stamp -> outputs published) over its last 200 sets."""
+        with self.lock:
+            status = dict(self.node_status)
+        if not status:
+            return None
+
+        def number(key: str) -> float | None:
+            try:
+                return float(status[key])
+            except (KeyError, ValueError):  # "n/a" before the first set
+                return None
+
+        return {"processed": int(number("processed") or 0),
+                **{f"{label}_ms": {f"p{q}": number(f"{label} p{q} (ms)") for q in (50, 95)}
+                   for label in ("work", "latency")}}
 
     def matched(self) -> bool:
         return all(s.get_publisher_count() > 0 for s in self.subscriptions)
@@ -212,6 +243,7 @@ def end_to_end(request: EndToEndRequest) -> dict[str, Any]:
     from builtin_interfaces.msg import Time
     from sensor_msgs.msg import CameraInfo, Image
 
+    from ..ros.node import DIAGNOSTICS_PERIOD_S
     from ..ros.serialize import serialize_large
 
     env = ros_environment()
@@ -266,6 +298,11 @@ def end_to_end(request: EndToEndRequest) -> dict[str, Any]:
         deadline = time.monotonic() + 5.0 + 3 * period
         while min(collector.received(t) for t in OUTPUT_TOPICS) < request.count and time.monotonic() < deadline:
             time.sleep(0.05)
+        # Then for a status that counts every set answered (the warm-up one too): published once a second.
+        answered = 1 + min(collector.received(t) for t in OUTPUT_TOPICS)
+        deadline = time.monotonic() + 2.5 * DIAGNOSTICS_PERIOD_S
+        while time.monotonic() < deadline and (collector.node_timing() or {}).get("processed", 0) < answered:
+            time.sleep(0.05)
     finally:
         rss = peak_rss_of(node_proc.pid)
         stop_process(node_proc)
@@ -280,7 +317,9 @@ def end_to_end(request: EndToEndRequest) -> dict[str, Any]:
             "sent": request.count, "received": {t: len(v) for t, v in latency.items()},
             "dropped": request.count - len(full),
             "latency_ms": {t: _stats(v) for t, v in latency.items()}, "frame_latency_ms": _stats(full),
-            "node_peak_rss_mib": rss, "node_startup_s": startup_s, "dds_profile": env.get(PROFILE_VARIABLE, "")}
+            "node_peak_rss_mib": rss, "node_startup_s": startup_s, "dds_profile": env.get(PROFILE_VARIABLE, ""),
+            # In the node itself, over these sets and the warm-up one (its percentiles, not ours).
+            "node_timing": collector.node_timing()}
 
 
 def _stats(values_s: list[float]) -> dict[str, float] | None:
