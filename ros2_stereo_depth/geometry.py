@@ -79,10 +79,11 @@ class StereoCamera:
 
     def points_from_disparity(self, disparity_px: np.ndarray, min_disparity_px: float = 0.0,
                               out: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
-                              depth_m: np.ndarray | None = None) -> np.ndarray | None:
+                              depth_m: np.ndarray | None = None, first_row: int = 0) -> np.ndarray | None:
         """(H,W) disparity -> (H,W,3) float32 x, y, z in metres in the left optical frame; NaN if invalid.
         With `out` (three float32 (H,W) arrays, e.g. the fields of a point cloud buffer) x, y, z are
-        written there and nothing is returned; `depth_m`: the depth already computed for this disparity."""
+        written there and nothing is returned; `depth_m`: the depth already computed for this disparity.
+        `first_row`: the image row of disparity_px's first row, when it is a band of rows of the image."""
         h, w = disparity_px.shape
         x, y, z = out if out is not None else (np.empty((h, w), np.float32) for _ in range(3))
         if depth_m is None:
@@ -90,7 +91,7 @@ class StereoCamera:
         else:
             z[...] = depth_m
         u = (np.arange(w, dtype=np.float32) - np.float32(self.cx_px)) / np.float32(self.fx_px)
-        v = (np.arange(h, dtype=np.float32) - np.float32(self.cy_px)) / np.float32(self.fy_px)
+        v = (np.arange(first_row, first_row + h, dtype=np.float32) - np.float32(self.cy_px)) / np.float32(self.fy_px)
         np.multiply(z, u[None, :], out=x)
         np.multiply(z, v[:, None], out=y)
         return None if out is not None else np.stack([x, y, z], axis=-1)

@@ -10,8 +10,9 @@ from std_msgs.msg import Header
 
 from ros2_stereo_depth.image_encoding import ImageError, image_to_array, image_to_rgb
 from ros2_stereo_depth.geometry import StereoCamera
-from ros2_stereo_depth.ros.conversions import (array_to_image, build_disparity_image, build_point_cloud, pack_rgb,
-                                               point_cloud_to_array, unpack_rgb, valid_window)
+from ros2_stereo_depth.ros.conversions import (CLOUD_BAND_BYTES, array_to_image, build_disparity_image,
+                                               build_point_cloud, pack_rgb, point_cloud_to_array, unpack_rgb,
+                                               valid_window)
 
 RNG = np.random.default_rng(0)
 
@@ -105,6 +106,26 @@ def test_point_cloud_layout(avoid_padding, step, rgb_offset):
     no_colour = build_point_cloud(camera, disparity, 0.0, None, header, avoid_padding)
     assert [f.name for f in no_colour.fields] == ["x", "y", "z"] and no_colour.point_step == (12 if avoid_padding else 16)
     np.testing.assert_array_equal(point_cloud_to_array(no_colour)["x"], back["x"])
+
+
+@pytest.mark.parametrize("depth_given", [False, True])
+def test_point_cloud_written_in_row_bands_equals_the_whole_image(depth_given):
+    """build_point_cloud writes a band of rows at a time (CLOUD_BAND_BYTES): every point, the last
+    band's short one included, and the padding, as if the image were one band."""
+    h, w = 301, 64  # 128 rows of 64 padded 32-byte points per 256 KB band: three bands, the last 45 rows
+    assert h % (CLOUD_BAND_BYTES // (32 * w)) not in (0, h)
+    camera = StereoCamera(100.0, 110.0, 30.0, 150.5, 0.2, w, h)
+    disparity = RNG.uniform(1.0, 8.0, (h, w)).astype(np.float32)
+    disparity[RNG.random((h, w)) < 0.1] = -1.0
+    rgb = RNG.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    depth = camera.depth_from_disparity(disparity) if depth_given else None
+    msg = build_point_cloud(camera, disparity, 0.0, rgb, Header(frame_id="cam"), depth_m=depth)
+    cloud, xyz = point_cloud_to_array(msg), camera.points_from_disparity(disparity)
+    for i, name in enumerate("xyz"):
+        np.testing.assert_array_equal(cloud[name], xyz[..., i])
+    np.testing.assert_array_equal(unpack_rgb(cloud["rgb"]), rgb)
+    raw = np.frombuffer(bytes(msg.data), np.uint8).reshape(h, w, 32)
+    assert not raw[..., 12:16].any() and not raw[..., 20:].any()  # padding stays zero
 
 
 def test_valid_window():

@@ -76,6 +76,9 @@ def unpack_rgb(packed: np.ndarray) -> np.ndarray:
     return np.stack([(bits >> 16) & 0xFF, (bits >> 8) & 0xFF, bits & 0xFF], axis=-1).astype(np.uint8)
 
 
+CLOUD_BAND_BYTES = 256 * 1024  # a band of the cloud buffer that stays in a CPU's L2 cache
+
+
 def cloud_layout(use_color: bool, avoid_padding: bool) -> tuple[list[PointField], int]:
     """stereo_image_proc's point_cloud_node layouts: padded (default) puts x y z at 0/4/8 in a 16-byte
     block and rgb at 16 in a second one (point_step 32, 16 without colour); packed is x y z [rgb] at
@@ -99,12 +102,20 @@ def build_point_cloud(camera: StereoCamera, disparity_px: np.ndarray, min_dispar
                       "offsets": [f.offset for f in fields], "itemsize": step})
     buffer, raw = message_buffer(step * h * w)
     points = raw.view(dtype).reshape(h, w)
-    camera.points_from_disparity(disparity_px, min_disparity_px, out=(points["x"], points["y"], points["z"]),
-                                 depth_m=depth_m)
+    x, y, z = points["x"], points["y"], points["z"]
+    packed_rgb = None
     if rgb is not None:
         # PCL's packing, 0x00RRGGBB as little-endian uint32: the bytes B G R 0, i.e. BGRA with A cleared.
-        bgra = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGRA)
-        np.bitwise_and(bgra.view("<u4")[..., 0], 0x00FFFFFF, out=points["rgb"].view("<u4"))
+        packed_rgb = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGRA).view("<u4")[..., 0]
+    # Each field is a strided write over the whole buffer; a band of rows at a time keeps the band in the
+    # CPU cache for all four (interleaved, 2 cores: 4.3 -> 3.2 ms at 640x480, 21 -> 15 ms at 1280x720).
+    rows = max(1, CLOUD_BAND_BYTES // (step * w))
+    for top in range(0, h, rows):
+        band = slice(top, top + rows)
+        camera.points_from_disparity(disparity_px[band], min_disparity_px, out=(x[band], y[band], z[band]),
+                                     depth_m=None if depth_m is None else depth_m[band], first_row=top)
+        if packed_rgb is not None:
+            np.bitwise_and(packed_rgb[band], 0x00FFFFFF, out=points["rgb"][band].view("<u4"))
     msg = PointCloud2(header=header, height=h, width=w, fields=fields, is_bigendian=False,
                       point_step=step, row_step=step * w, is_dense=False)
     attach_data(msg, buffer)
