@@ -7,7 +7,7 @@ import torch
 
 from ros2_stereo_depth.config import CONFIGS, ModelConfig, get_config
 from ros2_stereo_depth.model import StereoNet
-from ros2_stereo_depth.model.deploy import count_batchnorms, fold_batchnorm
+from ros2_stereo_depth.model.deploy import channels_last_net, count_batchnorms, fold_batchnorm
 from ros2_stereo_depth.model.cost_volume import GroupwiseCorrelation, reference_groupwise_correlation
 from ros2_stereo_depth.model.regression import SoftArgminRegression
 from ros2_stereo_depth.model.upsampling import ConvexUpsampling
@@ -82,6 +82,36 @@ def test_folded_batchnorms_give_the_same_disparities(name):
     for key in ("disparity", "confidence"):
         assert float((expected[key] - got[key]).abs().max()) < 1e-3, key
     assert float(expected["disparity"].std()) > 0.01  # not a constant map that any fold would reproduce
+
+
+@pytest.mark.parametrize("name", ["tiny", "fast"])
+def test_channels_last_copy_gives_the_same_disparities(name):
+    """The torch backend's CUDA layout (model/deploy.py channels_last_net), checked on the CPU: every
+    convolution's weights and input channels-last, and the same outputs as the NCHW network."""
+    net = fold_batchnorm(load_model(name).net)  # trained weights: a random network's output is flat
+    reference = fold_batchnorm(net)
+    converted = channels_last_net(net)
+    assert converted is net
+    seen = []
+
+    def record(module, inputs):
+        layout = torch.channels_last if inputs[0].dim() == 4 else torch.channels_last_3d
+        seen.append(inputs[0].is_contiguous(memory_format=layout) and module.weight.is_contiguous(memory_format=layout))
+
+    convs = [m for m in net.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.ConvTranspose2d,
+                                                        torch.nn.ConvTranspose3d))]
+    handles = [m.register_forward_pre_hook(record) for m in convs]  # after the layout hooks: sees their result
+    generator = torch.Generator().manual_seed(0)
+    left = torch.rand(1, 3, 96, 128, generator=generator) * 2 - 1
+    right = torch.roll(left, -6, dims=3)  # a textured pair 6 px apart
+    with torch.no_grad():
+        expected, got = reference(left, right), net(left, right)
+    for handle in handles:
+        handle.remove()
+    assert len(seen) >= len(convs) and all(seen)
+    for key in ("disparity", "confidence"):
+        torch.testing.assert_close(got[key], expected[key], atol=1e-4, rtol=1e-4)
+    assert float(expected["disparity"].std()) > 0.01
 
 
 def test_config_rejects_sizes_the_graph_cannot_take():

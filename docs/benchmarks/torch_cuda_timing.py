@@ -1,13 +1,13 @@
 """Torch CUDA backend timings (BENCHMARKS.md *GPU*): the node's TorchBackend as shipped against the one of
-2b835ea (unfolded network under fp16 autocast, cuDNN heuristics), a few candidates, a per-part split
-with CUDA events and a kernel profile. Random 640x480 rgb8 pair, 10 warm-up calls, medians of 200.
+2b835ea (unfolded network under fp16 autocast, cuDNN heuristics) and the one of f79d412 (folded, fp16
+split, NCHW layout), a few candidates, a per-part split with CUDA events and a kernel profile. Random 640x480 rgb8 pair, 10 warm-up calls, medians of 200.
 Run on a CUDA machine from the repository root (no ROS needed):
     PYTHONPATH=$PWD python3 docs/benchmarks/torch_cuda_timing.py timings.json
 The node's own figures on a GPU machine with the ROS wheels: `stereo-depth bench --backends torch`."""
 import copy, json, sys, time
 import numpy as np, torch
 import ros2_stereo_depth.inference.torch_backend as tb
-from ros2_stereo_depth.model.deploy import fold_batchnorm
+from ros2_stereo_depth.model.deploy import fold_batchnorm, half_precision_net
 from ros2_stereo_depth.artifacts.weights import load_model, save_weights
 from ros2_stereo_depth.config import get_config
 from ros2_stereo_depth.model import StereoNet
@@ -51,6 +51,14 @@ class Before(tb.TorchBackend):
         return {name: out[name] for name in tb.OUTPUT_NAMES}
 
 
+class Nchw(tb.TorchBackend):
+    """The backend as of f79d412: folded, the fp16 split, cuDNN's timed kernels, tensors left NCHW."""
+
+    def _inference_copy(self, net):
+        folded = fold_batchnorm(net)
+        return half_precision_net(folded) if self.precision == "fp16" else folded
+
+
 class Autocast(Before):
     """The first call's candidate: folded, autocast, cudnn.benchmark."""
 
@@ -59,14 +67,10 @@ class Autocast(Before):
 
 
 def build(name, h, w, variant, precision="fp16", graphs=True, weights=None):
-    cls = {"before": Before, "autocast": Autocast}.get(variant, tb.TorchBackend)
+    cls = {"before": Before, "autocast": Autocast, "nchw": Nchw}.get(variant, tb.TorchBackend)
     b = cls(load_model(name, weights, height=h, width=w), h, w, device="cuda", precision=precision,
             cuda_graphs=graphs)
     torch.backends.cudnn.benchmark = variant != "before"
-    if variant == "cl3d":
-        for m in b.inference_net.modules():
-            if isinstance(m, (torch.nn.Conv3d, torch.nn.ConvTranspose3d)):
-                m.weight.data = m.weight.data.contiguous(memory_format=torch.channels_last_3d)
     if variant == "compile":
         b.inference_net = torch.compile(b.inference_net, dynamic=False)
     return b
@@ -142,23 +146,28 @@ torch.manual_seed(0)
 acc = save_weights(StereoNet(get_config("accurate")), "/tmp/accurate_random.safetensors", {"note": "random, timing only"})
 b = safe(measure, "fast", 480, 640, "before")
 safe(split, b, 480, 640, "fast before")
+b = safe(measure, "fast", 480, 640, "nchw")
+safe(split, b, 480, 640, "fast nchw")
 b = safe(measure, "fast", 480, 640, "shipped")
 safe(split, b, 480, 640, "fast shipped")
 b = None
 safe(measure, "fast", 480, 640, "autocast")
-safe(measure, "fast", 480, 640, "cl3d")
 safe(measure, "fast", 480, 640, "shipped", precision="fp32")
+safe(measure, "fast", 480, 640, "nchw", precision="fp32")
 safe(measure, "fast", 480, 640, "before", precision="fp32")
 safe(measure, "fast", 480, 640, "shipped", graphs=False)
+safe(measure, "fast", 480, 640, "nchw", graphs=False)
 safe(measure, "fast", 480, 640, "before", graphs=False)
 for name, weights in (("tiny", None), ("accurate", acc)):
-    safe(measure, name, 480, 640, "before", weights=weights)
-    safe(measure, name, 480, 640, "shipped", weights=weights)
+    for variant in ("before", "nchw", "shipped"):
+        safe(measure, name, 480, 640, variant, weights=weights)
 safe(measure, "fast", 704, 1280, "before")
+safe(measure, "fast", 704, 1280, "nchw")
 b = safe(measure, "fast", 704, 1280, "shipped")
 safe(split, b, 704, 1280, "fast 1280x704 shipped")
 b = None
+safe(profile, "fast", 480, 640, "nchw")
 safe(profile, "fast", 480, 640, "shipped")
 safe(measure, "fast", 480, 640, "compile")
-safe(measure, "fast", 480, 640, "shipped")  # again at the end: drift over the call
-safe(measure, "fast", 480, 640, "before")
+for variant in ("shipped", "nchw", "before"):  # again at the end: drift over the call
+    safe(measure, "fast", 480, 640, variant)

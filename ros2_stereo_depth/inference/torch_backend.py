@@ -8,7 +8,8 @@ same numbers); `self.net` stays the trainable network that adaptation copies.
 On CUDA: the shared CudaRunner (uint8 upload and normalisation on the GPU, optional CUDA-graph replay
 after the first frame); fp16 is the fp16 engine's split (model/deploy.py `half_precision_net`: the
 feature CNN, cost volume and 3D aggregation in half precision, the regression and refinement in fp32),
-with casts at the stage boundaries only. On CPU: fp32, the plain path. Thread counts are the caller's.
+with casts at the stage boundaries only; the convolutions run channels-last (`channels_last_net`: no
+layout transposes around cuDNN's kernels). On CPU: fp32, the plain path. Thread counts are the caller's.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import torch
 
 from ..artifacts.weights import LoadedModel
 from ..config import INPUT_NAMES, OUTPUT_NAMES, TORCH_PRECISIONS
-from ..model.deploy import fold_batchnorm, half_precision_net
+from ..model.deploy import channels_last_net, fold_batchnorm, half_precision_net
 from ..normalisation import normalise
 from .base import StereoResult
 from .cuda_runner import CudaRunner
@@ -40,7 +41,7 @@ class TorchBackend:
         self.cuda_graphs = cuda_graphs
         self.model = model
         self.net = model.net.to(device).eval()
-        cuda = torch.device(device).type == "cuda"
+        cuda = self.cuda = torch.device(device).type == "cuda"
         # fp16 only pays off (and is only exercised) on CUDA; CPU runs fp32.
         self.precision = precision if cuda else "fp32"
         self.inference_net = self._inference_copy(self.net)
@@ -65,7 +66,9 @@ class TorchBackend:
 
     def _inference_copy(self, net: torch.nn.Module) -> torch.nn.Module:
         folded = fold_batchnorm(net)
-        return half_precision_net(folded) if self.precision == "fp16" else folded
+        copy = half_precision_net(folded) if self.precision == "fp16" else folded
+        # Measured on CUDA only (an H100: fast 640x480 fp16 with a graph 1.76 -> 1.44 ms); CPU keeps NCHW.
+        return channels_last_net(copy) if self.cuda else copy
 
     def _forward(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out = self.inference_net(*(inputs[name] for name in INPUT_NAMES))

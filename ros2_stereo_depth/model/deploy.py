@@ -9,13 +9,16 @@
   float) and the 2D refinement stay fp32, because fp16 has a 1/16 px step above 64 px and a softmax over
   D/4 bins loses the sub-pixel part. Explicit casts at the stage boundaries, rather than autocast's
   cast before every layer.
+* `channels_last_net`: every convolution in the channels-last layout, its weights and its input. cuDNN's
+  fast convolution kernels are NHWC; given NCHW tensors it transposes in and out of each convolution
+  (106 of the 275 GPU operations of a `fast` 640x480 frame on an H100, 0.32 ms).
 
-Neither copy can be trained (no batch norms left; half weights): adaptation keeps the original.
+None of these copies can be trained (no batch norms left; half weights): adaptation keeps the original.
 """
 from __future__ import annotations
 
 import copy
-from typing import TypeVar
+from typing import Any, Callable, TypeVar
 
 import torch
 from torch import nn
@@ -71,3 +74,26 @@ def half_precision_net(net: StereoNet) -> StereoNet:
     for name in HALF_STAGES:
         setattr(half, name, _HalfStage(getattr(half, name)))
     return half
+
+
+def _layout(tensor: torch.Tensor) -> torch.memory_format:
+    return torch.channels_last if tensor.dim() == 4 else torch.channels_last_3d
+
+
+def _input_in_layout(layout: torch.memory_format) -> Callable[[nn.Module, tuple[Any, ...]], tuple[Any, ...]]:
+    def convert(_module: nn.Module, inputs: tuple[Any, ...]) -> tuple[Any, ...]:
+        # A no-op for an input already channels-last: the convolution before it left it so.
+        return (inputs[0].contiguous(memory_format=layout), *inputs[1:])
+    return convert
+
+
+def channels_last_net(net: Net) -> Net:
+    """`net` itself (an inference copy), its convolutions' weights and inputs made channels-last (NHWC,
+    NDHWC). A forward pre-hook per convolution rather than a conversion at the stage boundaries: some 3D
+    operations hand back NCDHW tensors, and under a CUDA graph the hooks cost nothing."""
+    for module in net.modules():
+        if isinstance(module, _CONVS):
+            layout = _layout(module.weight)
+            module.weight.data = module.weight.data.contiguous(memory_format=layout)
+            module.register_forward_pre_hook(_input_in_layout(layout))
+    return net
