@@ -5,7 +5,7 @@ time minus the header stamp, which the source sets from the system clock just be
 
 Also the rig for the per-stage `publish` time: publishers in this process whose subscriber is a sink
 in another process (`python -m ros2_stereo_depth.evaluation.dds_latency --sink NAMESPACE`), so a
-publish of the serialised message pays the inter-process transport, as the node's does.
+publish of a message pays the inter-process transport, as the node's does.
 """
 from __future__ import annotations
 
@@ -244,7 +244,6 @@ def end_to_end(request: EndToEndRequest) -> dict[str, Any]:
     from sensor_msgs.msg import CameraInfo, Image
 
     from ..ros.node import DIAGNOSTICS_PERIOD_S
-    from ..ros.serialize import serialize_large
 
     env = ros_environment()
     namespace = f"/bench_{os.getpid()}_{time.monotonic_ns() % 10**9}"
@@ -275,8 +274,7 @@ def end_to_end(request: EndToEndRequest) -> dict[str, Any]:
             msgs = messages[index % len(messages)]
             for publisher, msg in zip(publishers, msgs):
                 msg.header.stamp = stamp
-                # Images serialised as stereo_source sends them (rclpy's own conversion: ~4 ms/MB).
-                publisher.publish(serialize_large(msg) if isinstance(msg, Image) else msg)
+                publisher.publish(msg)
             return stamp_ns
 
         wait_for(collector.matched, request.startup_timeout_s, "the node's outputs did not match", node_proc)

@@ -2,8 +2,8 @@
 
 Each stage calls what the node's worker calls (ros/processor.py `check_inputs` and
 `StereoProcessor.process` with the node's default OutputSettings and the outputs the bench subscribes
-to: disparity, the full points2 cloud in its default layout, depth; ros/serialize.py `serialize_large`;
-a real rclpy publisher with a subscriber in another process), on Image / CameraInfo messages built as a
+to: disparity, the full points2 cloud in its default layout, depth; a real rclpy publisher of each message
+with a subscriber in another process), on Image / CameraInfo messages built as a
 camera driver sends them, so these figures follow the node's code. Only the split of `process` into
 resize, inference and resize-back comes from a wrapper around the backend that notes when `infer`
 starts and ends; input normalisation, which the backends do inside `infer`, is timed on the same
@@ -28,8 +28,7 @@ from ..inference.sgbm import sgbm_disparity
 from ..inference.base import StereoBackend, StereoResult
 from ..normalisation import normalise
 
-STAGES = ("check_inputs", "preprocessing", "inference", "matching", "postprocessing", "messages", "serialise",
-          "publish")
+STAGES = ("check_inputs", "preprocessing", "inference", "matching", "postprocessing", "messages", "publish")
 OUTPUT_TOPICS = ("disparity", "points2", "depth")  # what the bench subscribes to, so what the node computes
 # The disparity itself: the network and the local matching after it (inference/local_matching.py). Every
 # other stage is node overhead (issue 11 target: <= 3 ms at 640x480).
@@ -114,11 +113,10 @@ def node_stages(backend: StereoBackend, frames: list[Any], publishers: dict[str,
                 repeats: int, warmup: int, params: Mapping[str, Any] | None = None) -> dict[str, dict[str, float]]:
     """Per-stage times of the node's processing of `frames` (cycled): the outputs the bench subscribes
     to (OUTPUT_TOPICS) with the node's settings for `params` (its parameter values; None: the defaults),
-    serialised as the node publishes them. publishers: rclpy publishers by output name, or None to leave
+    published as the node publishes them. publishers: rclpy publishers by output name, or None to leave
     out the publish stage."""
     from ..ros.node import INPUTS, output_settings, parameter_values
     from ..ros.processor import StereoProcessor, check_inputs
-    from ..ros.serialize import serialize_large
 
     messages = [camera_messages(f, 10**9 * (i + 1)) for i, f in enumerate(frames)]
     timed = TimedBackend(backend)
@@ -132,12 +130,10 @@ def node_stages(backend: StereoBackend, frames: list[Any], publishers: dict[str,
         stereo, _warnings = check_inputs(msgs, topics)
         t1 = time.perf_counter()
         outputs = processor.process(stereo, settings, wanted)
-        t2 = time.perf_counter()
-        serialised = {name: serialize_large(msg) for name, msg in outputs.items()}
         t3 = time.perf_counter()
         if publishers is not None:
-            for name, data in serialised.items():
-                publishers[name].publish(data)
+            for name, msg in outputs.items():
+                publishers[name].publish(msg)
         t4 = time.perf_counter()
         if run < warmup:
             continue
@@ -148,7 +144,7 @@ def node_stages(backend: StereoBackend, frames: list[Any], publishers: dict[str,
         times.add(check_inputs=t1 - t0, preprocessing=timed.started - t1 + normalise_s,
                   inference=max(0.0, timed.ended - timed.started - normalise_s), matching=matching_s,
                   postprocessing=max(0.0, disparity_end - timed.ended - normalise_s - matching_s),
-                  messages=processor.timings_s["messages"], serialise=t3 - t2)
+                  messages=processor.timings_s["messages"])
         if publishers is not None:
             times.add(publish=t4 - t3)
     return times.summary()

@@ -20,7 +20,6 @@ from stereo_msgs.msg import DisparityImage
 
 from ..data.synthetic import SceneParams, SyntheticSequence
 from .params import Param, declare_parameters
-from .serialize import serialize_large
 from .spin import run_node
 from .conversions import array_to_image, build_disparity_image
 
@@ -98,14 +97,13 @@ class StereoSource(Node):
         right = Header(stamp=stamp, frame_id=self.right_frame_id)
         info_left, info_right = camera_infos(sample.left.shape[1], sample.left.shape[0], self.fx, self.baseline_m,
                                              left, right)
-        self.pub_left.publish(serialize_large(array_to_image(sample.left, "rgb8", left)))
-        self.pub_right.publish(serialize_large(array_to_image(sample.right, "rgb8", right)))
+        self.pub_left.publish(array_to_image(sample.left, "rgb8", left))
+        self.pub_right.publish(array_to_image(sample.right, "rgb8", right))
         self.pub_left_info.publish(info_left)
         self.pub_right_info.publish(info_right)
         if self.publish_gt:
             d = sample.disparity_px
-            self.pub_gt.publish(serialize_large(build_disparity_image(d, left, self.fx, self.baseline_m, 0.0,
-                                                                      float(np.max(d)), 0.0)))
+            self.pub_gt.publish(build_disparity_image(d, left, self.fx, self.baseline_m, 0.0, float(np.max(d)), 0.0))
         self.index += 1
 
 
