@@ -397,7 +397,7 @@ class StereoDepthPipeline:
                     # The message itself: rclpy copies its array.array data with one memcpy (conversions.py
                     # attach_data). Serialising it ourselves and publishing the bytes was slower (pybind and
                     # Fast DDS copy the bytes again: 640x480 cloud 16-19 against 8-9 ms to a subscriber in
-                    # another process) and held 15-39 MiB more at peak (the CPU preset end to end).
+                    # another process) and held 15-43 MiB more at peak (the CPU preset end to end).
                     self.pubs[name].publish(outputs.pop(name))
                 if self.adapter is not None:  # after publishing: adaptation never delays a frame
                     self.adapter.offer(stereo.left_rgb, stereo.right_rgb)
