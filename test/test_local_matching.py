@@ -243,7 +243,8 @@ def test_parallel_bands_give_the_whole_image_result(scene, monkeypatch, edge_see
     prior = scene.disparity_px + np.float32(2.6)
     whole = census_matching.refine_band(scene.left, scene.right, prior, 8, edge_seeds)
     monkeypatch.setattr(census_matching, "BANDS", 3)
-    assert census_matching.band_count(*prior.shape, 3, census_matching.band_halo_rows(edge_seeds)) > 1
+    monkeypatch.setattr(census_matching, "MIN_BAND_ROWS", 32)  # the scene's 192 rows: 3 bands
+    assert census_matching.band_count(*prior.shape, 3) == 3
     banded = refine_disparity(scene.left, scene.right, prior, 8, edge_seeds)
     np.testing.assert_array_equal(banded.disparity_px, whole.disparity_px)
     np.testing.assert_array_equal(banded.matched, whole.matched)
@@ -251,19 +252,16 @@ def test_parallel_bands_give_the_whole_image_result(scene, monkeypatch, edge_see
     np.testing.assert_array_equal(whole.matched, whole.disparity_px != prior)
 
 
-def test_bands_stay_several_halos_tall_whatever_the_thread_count():
-    """16 threads on 480 rows with edge seeds (22 rows of context a side): 5 bands of 96 rows, not 15 of
-    32 (on 16 cores those took 2.4x the time of 4 bands); without seeds (7 rows) the threads can all work.
-    Large images take more bands than threads (memory)."""
-    from ros2_stereo_depth.inference.census_matching import HALOS_PER_BAND, band_count, band_halo_rows
+def test_bands_stay_tall_whatever_the_thread_count():
+    """16 threads on 480 rows: 5 bands of 96 rows, not 15 of 32 (on 16 cores those took 2.1-2.4x the time
+    of 4 bands); large images take more bands than threads (memory); short ones one band."""
+    from ros2_stereo_depth.inference.census_matching import MIN_BAND_ROWS, band_count
 
-    seeds, plain = band_halo_rows(True), band_halo_rows(False)
-    assert (seeds, plain) == (22, 7)
-    assert band_count(480, 640, 16, seeds) == 480 // (HALOS_PER_BAND * seeds) == 5
-    assert band_count(480, 640, 16, plain) == 16
-    assert band_count(480, 640, 2, seeds) == 2
-    assert band_count(1110, 1282, 2, seeds) == 5  # 1.42 Mpx / MAX_BAND_PIXELS
-    assert band_count(60, 640, 4, plain) == 2 and band_count(60, 640, 4, seeds) == 1
+    assert band_count(480, 640, 16) == 480 // MIN_BAND_ROWS == 5
+    assert band_count(480, 640, 2) == 2 and band_count(480, 640, 4) == 4
+    assert band_count(1110, 1282, 2) == 5  # 1.42 Mpx / MAX_BAND_PIXELS
+    assert band_count(720, 1280, 16) == 7
+    assert band_count(150, 640, 4) == 1
 
 
 def blurred_prior(scene, offset_px: float) -> np.ndarray:

@@ -42,12 +42,11 @@ SEED_MARGIN = 1.0
 # cores, bit-identical, because each band carries rows of context: census and window, plus the seed
 # window with edge seeds (band_halo_rows).
 BANDS = min(4, os.cpu_count() or 1)  # threads by default
-# A band is at least this many halos (its rows of context on each side) tall, so that context is at most a
-# third of a band's work: 88 rows with edge seeds, 28 without. 16 threads on a 16-core machine (an H100
-# host) used to cut 480 rows into 15 bands of 32 rows, each with 44 rows of context: `fast`'s matching at
-# 640x480 took 274 ms against 113 ms with the default 4 bands, and 110 ms with bands at least 96 rows
-# tall (more threads do not help it further).
-HALOS_PER_BAND = 4
+# Bands at least this tall. 16 threads on a 16-core machine (an H100 host) used to cut 480 rows into 15
+# bands of 32 rows, each with up to 44 rows of context: `fast`'s matching at 640x480 took 274 ms and at
+# 1280x720 298 ms, against 113 and 141 ms with the default 4 bands; with bands of at least 96 rows, 110 and
+# 144 ms (more threads do not help further: context, OpenCV's own threads and SGBM set the pace).
+MIN_BAND_ROWS = 96
 MAX_BAND_PIXELS = 320_000  # larger images take more bands than threads: memory stays bounded
 _pools: dict[int, ThreadPoolExecutor] = {}  # by thread count, created on first use
 
@@ -81,7 +80,7 @@ def refine_disparity(left_rgb: np.ndarray, right_rgb: np.ndarray, disparity_px: 
                          f"{right_rgb.shape[1]}x{right_rgb.shape[0]} must match the disparity's {w}x{h}")
     workers = threads or BANDS
     halo = band_halo_rows(edge_seeds)
-    bands = band_count(h, w, workers, halo)
+    bands = band_count(h, w, workers)
     if radius_px == 0 or bands == 1:
         return refine_band(left_rgb, right_rgb, prior, radius_px, edge_seeds)
     cuts = [round(i * h / bands) for i in range(bands + 1)]
@@ -102,10 +101,10 @@ def band_halo_rows(edge_seeds: bool) -> int:
     return CENSUS_RADIUS + WINDOW_PX // 2 + (SEED_WINDOW_PX // 2 if edge_seeds else 0)
 
 
-def band_count(height: int, width: int, workers: int, halo: int) -> int:
+def band_count(height: int, width: int, workers: int) -> int:
     """Bands for `workers` threads: more for large images (MAX_BAND_PIXELS), fewer when they would be
-    under HALOS_PER_BAND halos tall."""
-    return max(1, min(max(workers, -(-height * width // MAX_BAND_PIXELS)), height // (HALOS_PER_BAND * halo)))
+    under MIN_BAND_ROWS tall."""
+    return max(1, min(max(workers, -(-height * width // MAX_BAND_PIXELS)), height // MIN_BAND_ROWS))
 
 
 def refine_band(left_rgb: np.ndarray, right_rgb: np.ndarray, prior: np.ndarray, radius_px: int,
