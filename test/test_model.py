@@ -7,7 +7,8 @@ import torch
 
 from ros2_stereo_depth.config import CONFIGS, ModelConfig, get_config
 from ros2_stereo_depth.model import StereoNet
-from ros2_stereo_depth.model.deploy import channels_last_net, count_batchnorms, fold_batchnorm
+from ros2_stereo_depth.model.deploy import (HALF_STAGES, channels_last_net, count_batchnorms, fold_batchnorm,
+                                            half_precision_net, half_stages)
 from ros2_stereo_depth.model.cost_volume import GroupwiseCorrelation, reference_groupwise_correlation
 from ros2_stereo_depth.model.regression import SoftArgminRegression
 from ros2_stereo_depth.model.upsampling import ConvexUpsampling
@@ -82,6 +83,20 @@ def test_folded_batchnorms_give_the_same_disparities(name):
     for key in ("disparity", "confidence"):
         assert float((expected[key] - got[key]).abs().max()) < 1e-3, key
     assert float(expected["disparity"].std()) > 0.01  # not a constant map that any fold would reproduce
+
+
+def test_half_stages_convert_in_place_and_half_precision_net_copies():
+    """The torch backend converts its own folded copy in place (one copy per swap); the ONNX export's
+    half_precision_net copies first and leaves the caller's network fp32."""
+    net = StereoNet(get_config("tiny"))
+    copied = half_precision_net(net)
+    assert copied is not net and all(p.dtype == torch.float32 for p in net.parameters())
+    folded = fold_batchnorm(net)
+    assert half_stages(folded) is folded and not folded.training
+    for converted in (copied, folded):
+        for name, module in converted.named_children():
+            dtypes = {p.dtype for p in module.parameters()}
+            assert dtypes == ({torch.float16} if name in HALF_STAGES else {torch.float32}) or not dtypes, name
 
 
 @pytest.mark.parametrize("name", ["tiny", "fast"])

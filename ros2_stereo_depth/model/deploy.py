@@ -68,12 +68,18 @@ class _HalfStage(torch.nn.Module):
 
 
 def half_precision_net(net: StereoNet) -> StereoNet:
-    """A copy of `net` whose HALF_STAGES run in fp16; regression and refinement stay fp32.
+    """A copy of `net` whose HALF_STAGES run in fp16; regression and refinement stay fp32; `net` itself is
+    left untouched."""
+    return half_stages(copy.deepcopy(net))
+
+
+def half_stages(net: StereoNet) -> StereoNet:
+    """`net` itself (an inference copy, e.g. `fold_batchnorm`'s), in eval mode with its HALF_STAGES in fp16.
     StereoNet.forward is reused unchanged: it calls the stages by attribute."""
-    half = copy.deepcopy(net).eval()
+    net.eval()
     for name in HALF_STAGES:
-        setattr(half, name, _HalfStage(getattr(half, name)))
-    return half
+        setattr(net, name, _HalfStage(getattr(net, name)))
+    return net
 
 
 def _layout(tensor: torch.Tensor) -> torch.memory_format:
