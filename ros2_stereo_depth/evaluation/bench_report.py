@@ -238,6 +238,11 @@ def node_peak_rss(*runs: dict[str, Any] | None) -> float | None:
     return max(peaks) if peaks else None
 
 
+def p50_p95(values: dict[str, Any]) -> str:
+    """`p50 / p95` in whole ms, `n/a` for a missing one."""
+    return " / ".join("n/a" if values.get(q) is None else f"{values[q]:.0f}" for q in ("p50", "p95"))
+
+
 def in_node(run: dict[str, Any]) -> str:
     """`; in the node: work p50 W / p95 W' ms`, from the node's own status during an end-to-end run."""
     timing = run.get("node_timing") or {}
@@ -340,7 +345,7 @@ def markdown(report: dict[str, Any]) -> str:
                          f"{row['x_sgbm_time']:.2f}x | {row['node_overhead_ms']:.1f} | {row['stage_total_ms']:.1f} | "
                          f"{e2e(below)} | {e2e(over, False)} | {rss} |")
         measured = [r for r in entry["rows"] if "skipped" not in r]
-        runs = [(r, name, r[f"end_to_end_{name}"]) for r in measured for name in ("below_capacity", "overload")
+        runs = [(r, r[f"end_to_end_{name}"]) for r in measured for name in ("below_capacity", "overload")
                 if (r.get(f"end_to_end_{name}") or {}).get("node_timing")]
         if runs:
             lines += ["", "End to end, where the time goes: the node's own status (work = set complete -> outputs "
@@ -349,14 +354,11 @@ def markdown(report: dict[str, Any]) -> str:
                       "output received).", "",
                       "| config | backend | rate | stage sum | node work p50 / p95 | node latency p50 / p95 | "
                       "frame latency at the collector p50 / p95 |", "|---|---|---|---|---|---|---|"]
-            for row, name, run in runs:
+            for row, run in runs:
                 timing, frame = run["node_timing"], run["frame_latency_ms"] or {}
-
-                def pair(values: dict[str, Any]) -> str:
-                    return " / ".join("n/a" if values.get(q) is None else f"{values[q]:.0f}" for q in ("p50", "p95"))
                 lines.append(f"| {row_label(row)} | {row['backend']} | {run['rate_hz']:.1f} Hz | "
-                             f"{row['stage_total_ms']:.0f} | {pair(timing['work_ms'])} | {pair(timing['latency_ms'])} | "
-                             f"{pair(frame)} |")
+                             f"{row['stage_total_ms']:.0f} | {p50_p95(timing['work_ms'])} | "
+                             f"{p50_p95(timing['latency_ms'])} | {p50_p95(frame)} |")
         if measured:
             lines += ["", "Stages (median ms): " + ", ".join(f"`{row_label(r)}/{r['backend']}`" for r in measured), "",
                       "| stage | " + " | ".join(f"{row_label(r)} {r['backend']}" for r in measured) + " |",
