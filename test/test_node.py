@@ -70,19 +70,20 @@ def test_disparity_message(harness, first_frame):
 def network_then_matching(backend, sample, matching):
     """The node's disparity computed here step by step: resize to 256x192, network, its disparity resized
     back and x320/256, local matching at the camera's 320x240 (at most 1.25x the network's width: level 1
-    runs there, and there is no level 2); with the matching off, the network's disparity resized back."""
+    runs there, and there is no level 2), then the edge sides; with the matching off, the network's
+    disparity resized back."""
     small = [cv2.resize(image, (256, 192), interpolation=cv2.INTER_AREA) for image in (sample.left, sample.right)]
     network = cv2.resize(backend.infer(*small).disparity_px, (320, 240), interpolation=cv2.INTER_LINEAR) * np.float32(320 / 256)
     if matching == NO_MATCHING:
         assert matching.first_level_size((320, 240), (256, 192)) == (256, 192)
         return network
     assert matching.first_level_size((320, 240), (256, 192)) == (320, 240)
-    return matching.at_first_level(sample.left, sample.right, network)
+    return matching.at_edges(sample.left, sample.right, matching.at_first_level(sample.left, sample.right, network))
 
 
 def test_disparity_is_the_network_output_at_camera_resolution(harness, first_frame):
-    """The ROS path (conversion, resize to 256x192, network, resize back, x320/256 rescale, local matching
-    and SGBM fusion) against the same steps called directly: catches channel-order, resize and scale
+    """The ROS path (conversion, resize to 256x192, network, resize back, x320/256 rescale, local matching,
+    SGBM fusion and edge sides) against the same steps called directly: catches channel-order, resize and scale
     mistakes even with random weights; then with the matching turned off at run time, the network alone."""
     sample, _, out = first_frame
     backend = harness.node.pipeline.processor.backend
@@ -92,13 +93,13 @@ def test_disparity_is_the_network_output_at_camera_resolution(harness, first_fra
     np.testing.assert_allclose(got[valid], expected[valid], rtol=1e-4, atol=1e-3)
     network_alone = network_then_matching(backend, sample, NO_MATCHING)
     assert np.abs(network_alone - expected)[valid].mean() > 0.05  # the matching changed something
-    _set(harness, match_radius_px=0, match_camera_radius_px=0, match_sgbm=False)
+    _set(harness, match_radius_px=0, match_camera_radius_px=0, match_sgbm=False, match_edges=False)
     try:
         msgs = harness.messages(sample.left, sample.right, harness.next_header())
         got = image_to_array(harness.wait_for(harness.publish(msgs), names=("disparity",))["disparity"].image)
     finally:
         _set(harness, match_radius_px=LocalMatching().radius_px, match_camera_radius_px=LocalMatching().camera_radius_px,
-             match_sgbm=LocalMatching().sgbm)
+             match_sgbm=LocalMatching().sgbm, match_edges=LocalMatching().edges)
     valid = network_alone > 0
     np.testing.assert_allclose(got[valid], network_alone[valid], rtol=1e-4, atol=1e-3)
 

@@ -218,7 +218,7 @@ def test_cpu_preset_sets_only_node_parameters_that_differ(tmp_path):
     from ros2_stereo_depth.ros.params import read_params_file
 
     preset = read_params_file(CPU_PRESET, PARAMETERS)
-    assert preset == {"config": "tiny", "match_radius_px": 0, "match_camera_radius_px": 0}
+    assert preset == {"config": "tiny", "match_radius_px": 0, "match_camera_radius_px": 0, "match_edges": False}
     assert all(value != PARAMETERS[name].default for name, value in preset.items())
     values = parameter_values(str(CPU_PRESET))
     assert values["match_sgbm"] is True and values["config"] == "tiny" and set(values) == set(PARAMETERS)

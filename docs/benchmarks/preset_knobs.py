@@ -1,6 +1,6 @@
-"""The CPU preset's two knobs on the chart's pair (BENCHMARKS.md, "The CPU preset's two knobs"): `tiny` at
+"""The CPU preset's knobs on the chart's pair (BENCHMARKS.md, "The CPU preset's knobs"): `tiny` at
 several network inputs, the first matching level at several widths (SGBM fusion, no census search, no
-second level: the preset's matching), Aloe at 641x555 through the node's whole disparity path, times
+second level, no edge sides: the preset's matching), and the preset with the edge sides on, Aloe at 641x555 through the node's whole disparity path, times
 interleaved; SGBM and SGBM with its holes filled at the chart sizes before them. 2 cores: a few minutes.
     PYTHONPATH=$PWD python3 docs/benchmarks/preset_knobs.py
 The held-out column: stereo-depth evaluate --dataset heldout --frames 40:60 --config tiny --height H
@@ -19,7 +19,9 @@ for width, height, search, levels in ((256, 192, 64, (0, 320, 384)), (192, 144, 
                                       (128, 96, 32, (384, 160, 128))):
     backend = make_backend("tiny", "onnxruntime", (width, height), search, 0)
     for level in levels:
-        methods[f"tiny {width}x{height}, level 1 {level or 'auto'}"] = (backend, search, LocalMatching(0, 0, sgbm=True,
-                                                                                                   width_px=level))
+        methods[f"tiny {width}x{height}, level 1 {level or 'auto'}"] = (backend, search, LocalMatching(
+            0, 0, sgbm=True, width_px=level, edges=False))
+        if (width, level) == (256, 0):
+            methods["tiny 256x192, level 1 auto, edge sides"] = (backend, search, LocalMatching(0, 0, sgbm=True))
 for name, point in accuracy_at_size(methods, (320, 256), 9, aloe).items():  # the size only names SGBM's point
     print(f"{name}: {point['p50_ms']:.1f} ms, bad-2 {point['bad2']:.1f} %", flush=True)

@@ -64,7 +64,8 @@ class NetworkRunner:
         backend = self.backend_for(h, w).backend
         if self.settings.native:
             result = _infer_padded(backend, left_rgb, right_rgb)
-            disparity = self.settings.matching.at_first_level(left_rgb, right_rgb, result.disparity_px)
+            matching = self.settings.matching
+            disparity = matching.at_edges(left_rgb, right_rgb, matching.at_first_level(left_rgb, right_rgb, result.disparity_px))
         else:
             result = infer_at_image_size(backend, left_rgb, right_rgb, self.settings.matching)
             disparity = result.disparity_px

@@ -93,6 +93,7 @@ def evaluate(named_pairs: Iterable[tuple[str, StereoPair]], settings: Evaluation
             "match_camera_radius_px": 0 if settings.network.native else settings.network.matching.camera_radius_px,
             "match_sgbm": settings.network.matching.sgbm,
             "match_width_px": settings.network.matching.width_px,
+            "match_edges": settings.network.matching.edges,
         },
         "backend": f"{selected.backend.name} on {selected.backend.device}",
         "backend_reason": selected.reason,
@@ -168,7 +169,7 @@ def format_table(report: dict[str, object]) -> str:
     lines = [f"{p['pairs']} pair(s) at scale {p['scale']} ({', '.join(p['resolution'])}), {p['path']} path "
              f"(network input {', '.join(p['network_input'])}, search range {', '.join(map(str, p['search_range_px']))} px, "
              f"local matching +-{p['match_radius_px']} px at {level} and the image's aspect ratio, +-{p['match_camera_radius_px']} px at "
-             f"the image, SGBM fusion {'on' if p['match_sgbm'] else 'off'}); "
+             f"the image, SGBM fusion {'on' if p['match_sgbm'] else 'off'}, edge sides {'on' if p.get('match_edges') else 'off'}); "
              "dense metrics over all pixels with ground truth (no prediction = error); "
              f"edges: ground-truth jump > {p['edge_threshold_px']} px",
              f"network: {report['weights']}; {report['backend']}"]

@@ -68,8 +68,8 @@ Method = tuple[StereoBackend | None, int, LocalMatching]  # backend (None: SGBM 
 
 
 def with_matching_at_input(radius_px: int) -> LocalMatching:
-    """The local matching at the method's input size only, with the node's SGBM fusion (see the module
-    docstring)."""
+    """The local matching at the method's input size only, with the node's SGBM fusion and edge sides (see
+    the module docstring)."""
     return LocalMatching(radius_px, 0)
 
 

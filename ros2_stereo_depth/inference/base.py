@@ -47,8 +47,9 @@ def infer_at_image_size(backend: StereoBackend, left_rgb: np.ndarray, right_rgb:
     The images are resized to level 1's size and to the network input (INTER_AREA when shrinking: no
     aliasing), and the result back; disparity is a horizontal length, so it also scales by the width
     ratio. `matching` re-matches the network's answer locally (inference/local_matching.py): level 1 at
-    `matching.first_level_size` (the network input's width, the images' aspect ratio) and,
-    when the images are larger than that, level 2 at theirs; the node passes its match_* parameters,
+    `matching.first_level_size` (the network input's width, the images' aspect ratio),
+    when the images are larger than that, level 2 at theirs, and the edge sides at theirs; the node
+    passes its match_* parameters,
     NO_MATCHING gives the network alone."""
     h, w = left_rgb.shape[:2]
     if right_rgb.shape != left_rgb.shape:
@@ -68,6 +69,7 @@ def infer_at_image_size(backend: StereoBackend, left_rgb: np.ndarray, right_rgb:
     disparity = matching.at_first_level(level_left, level_right, resize_disparity(result.disparity_px, *level_wh))
     if level_wh != (w, h):
         disparity = matching.at_camera(left_rgb, right_rgb, level_left, disparity)
+    disparity = matching.at_edges(left_rgb, right_rgb, disparity)
     return StereoResult(disparity, confidence, time.perf_counter() - started)
 
 

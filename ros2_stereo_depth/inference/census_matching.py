@@ -90,10 +90,16 @@ def refine_disparity(left_rgb: np.ndarray, right_rgb: np.ndarray, disparity_px: 
         out = refine_band(left_rgb[top:bottom], right_rgb[top:bottom], prior[top:bottom], radius_px, edge_seeds)
         return Refined(*(a[cuts[i] - top:cuts[i + 1] - top] for a in out))
 
+    parts = list(thread_pool(workers).map(band, range(bands)))
+    return Refined(np.vstack([p.disparity_px for p in parts]), np.vstack([p.matched for p in parts]))
+
+
+def thread_pool(workers: int) -> ThreadPoolExecutor:
+    """The local matching's pool of `workers` threads (one per count, created on first use; the edge
+    stage, edge_sides.py, shares it)."""
     if workers not in _pools:
         _pools[workers] = ThreadPoolExecutor(workers, thread_name_prefix="local_matching")
-    parts = list(_pools[workers].map(band, range(bands)))
-    return Refined(np.vstack([p.disparity_px for p in parts]), np.vstack([p.matched for p in parts]))
+    return _pools[workers]
 
 
 def band_halo_rows(edge_seeds: bool) -> int:

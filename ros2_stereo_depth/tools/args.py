@@ -73,8 +73,12 @@ def add_matching_arguments(parser: argparse.ArgumentParser) -> None:
                        help=f"width (px) of the first matching level, at the image's aspect ratio, 0 to {MAX_MATCH_WIDTH_PX} "
                             "(default 0: the network input's width, or a 2.5th of the image's if wider, as the node's "
                             "match_width_px)")
+    group.add_argument("--match-edges", action=argparse.BooleanOptionalAction, default=default.edges,
+                       help="last, at the image resolution, move the pixels beside depth edges to the side that "
+                            "matches them better (default on, as the node's match_edges)")
 
 
 def local_matching(args: argparse.Namespace) -> LocalMatching:
     """The matching options, with the backend's --threads (as the node's `threads` parameter)."""
-    return LocalMatching(args.match_radius, args.match_camera_radius, args.threads, args.match_sgbm, args.match_width)
+    return LocalMatching(args.match_radius, args.match_camera_radius, args.threads, args.match_sgbm, args.match_width,
+                         args.match_edges)
