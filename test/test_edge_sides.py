@@ -66,6 +66,15 @@ def test_without_a_depth_edge_nothing_moves():
     assert snap_to_edge_sides(flat, left, right) is flat
 
 
+def test_a_pixel_without_an_answer_keeps_none():
+    left, right, truth, _ = bar_scene()
+    prior = fattened(truth, 3)
+    prior[20, BAR.start] = np.nan  # a lost outline pixel that had no answer at all
+    snapped = snap_to_edge_sides(prior, left, right)
+    assert np.isnan(snapped[20, BAR.start]) and np.isfinite(np.delete(snapped.ravel(), 20 * WIDTH + BAR.start)).all()
+    assert snapped[20, BAR.start + 1] == BAR_PX
+
+
 def test_threads_share_the_pixels_exactly():
     left, right, truth, _ = bar_scene()
     prior = fattened(truth, 4)

@@ -11,8 +11,8 @@ Support-Weight Approach for Correspondence Search", PAMI 2006): a window's pixel
 colour is to the centre's (CIELAB), so that pixels of the other side, which differ in colour, hardly
 count. The other side's value replaces the pixel's where its cost is SIDE_MARGIN times lower.
 
-Aloe, `fast` through the node path: bad-2 10.15 -> 9.70 % at full size, 7.58 -> 7.22 % at half; depth-edge
-EPE 16.4 -> 14.75 px (the filled SGBM's 14.9) and 8.08 -> 6.83 px; the noisy held-out recording unchanged
+Aloe, `fast` through the node path: bad-2 10.15 -> 9.70 % at full size, 7.58 -> 7.25 % at half; depth-edge
+EPE 16.4 -> 14.75 px (the filled SGBM's 14.9) and 8.08 -> 6.84 px; the noisy held-out recording unchanged
 (6.35 -> 6.33 %). The constants were chosen on Aloe at full size (README "Accuracy": tuned, not blind).
 """
 from __future__ import annotations
@@ -54,8 +54,9 @@ def snap_to_edge_sides(disparity_px: np.ndarray, left_rgb: np.ndarray, right_rgb
     other = np.where(own - low > high - own, low, high)
     shift = np.maximum(np.rint(np.stack([other, own])), 0).astype(np.int32)
     rows, columns = np.divmod(at, width)
-    # Only where both matches keep the whole support window inside the right image.
-    keep = columns - shift.max(axis=0) >= SUPPORT_RADIUS_PX
+    # Only where both matches keep the whole support window inside the right image, and not where there is
+    # no answer to move (NaN, read as 0 for the neighbours' minimum and maximum).
+    keep = (columns - shift.max(axis=0) >= SUPPORT_RADIUS_PX) & np.isfinite(disparity_px.reshape(-1).take(at))
     at, own, other, shift, rows, columns = at[keep], own[keep], other[keep], shift[:, keep], rows[keep], columns[keep]
     if at.size == 0:
         return disparity_px
@@ -108,6 +109,7 @@ def _bytes(packed: np.ndarray) -> np.ndarray:
 
 
 def _byte_sum(bytes_n4: np.ndarray) -> np.ndarray:
-    """(n,4) uint8 -> (n,) int32 the sum of each row's first three bytes (the fourth is 0 here)."""
+    """(n,4) uint8 -> (n,) int32 the sum of each row's first three bytes (the fourth is 0 here, the top byte
+    of the little-endian int32, as on x86 and ARM)."""
     packed = bytes_n4.view(np.int32).reshape(-1)
     return np.asarray((packed & 0xFF) + ((packed >> 8) & 0xFF) + (packed >> 16))

@@ -68,7 +68,7 @@ class LocalMatching:
     # at 640 (270 ms; fast at 640: 10.2 %).
     width_px: int = 0
     # The edge sides (edge_sides.py), at the camera's size. Aloe, fast: bad-2 10.15 -> 9.70 % at full size,
-    # 7.58 -> 7.22 % at half, depth-edge EPE 16.4 -> 14.75 px; about 40 ms at 640x480 and 130 ms at
+    # 7.58 -> 7.25 % at half, depth-edge EPE 16.4 -> 14.75 px; about 40 ms at 640x480 and 130 ms at
     # 1282x1110 on 2 cores (the CPU preset turns it off: its time is SGBM's).
     edges: bool = True
 
