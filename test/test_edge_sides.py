@@ -57,6 +57,19 @@ def test_the_bar_gets_its_outline_back_and_the_background_stays():
     np.testing.assert_array_equal(snapped[(truth == BAR_PX) & ~lost], BAR_PX)
 
 
+def test_an_occlusion_beside_the_bar_takes_the_background():
+    """Left of the bar, the left camera sees background that the bar hides from the right one (columns
+    70-83). Given the bar's disparity from column 80 on, the pixels at the step (80-82) match neither side:
+    at 30 px they meet the wrong stretch of wall, at 10 px the bar itself; they take the farther side."""
+    left, right, truth, seen_background = bar_scene()
+    assert not seen_background[:, 70:84].any() and seen_background[:, 84:BAR.start].all()
+    prior = truth.copy()
+    prior[:, 80:BAR.start] = BAR_PX
+    snapped = snap_to_edge_sides(prior, left, right)
+    assert (snapped[:, 80:83] == BACKGROUND_PX).mean() > 0.95, f"{(snapped[:, 80:83] == BACKGROUND_PX).mean():.2f}"
+    np.testing.assert_array_equal(snapped[:, 83:], prior[:, 83:])  # away from the step: nothing to compare
+
+
 def test_without_a_depth_edge_nothing_moves():
     left, right, truth, _ = bar_scene()
     # A slant whose every 7x7 window spans less than MIN_STEP_PX (0.9 of it over 7 columns).

@@ -16,7 +16,7 @@ keeps the network's answer as a prior and re-matches around it, in two levels (i
 
 The network gives the global answer (textureless regions, occlusions, the search range); matching gives
 the precision. Aloe, `fast` through the node path: bad-2 44.0 -> 21.4 % (census matching) -> 10.2 %
-(with SGBM) -> 9.7 % (the edge sides) at full size (README "Accuracy"). The constants of the three modules were chosen on Aloe, the
+(with SGBM) -> 9.6 % (the edge sides) at full size (README "Accuracy"). The constants of the three modules were chosen on Aloe, the
 held-out-domain recording and the demo scene, which are also what we evaluate on: treat those figures as
 tuned, not blind.
 """
@@ -67,8 +67,8 @@ class LocalMatching:
     # (64 ms of level-1 time on 2 cores), 12.0 % at 480 (150 ms), 11.4 % at 512 (what 0 gives there), 10.9 %
     # at 640 (270 ms; fast at 640: 10.2 %).
     width_px: int = 0
-    # The edge sides (edge_sides.py), at the camera's size. Aloe, fast: bad-2 10.15 -> 9.70 % at full size,
-    # 7.58 -> 7.25 % at half, depth-edge EPE 16.4 -> 14.75 px; about 40 ms at 640x480 and 130 ms at
+    # The edge sides (edge_sides.py), at the camera's size. Aloe, fast: bad-2 10.15 -> 9.57 % at full size,
+    # 7.58 -> 7.10 % at half, depth-edge EPE 16.4 -> 14.3 px; about 40 ms at 640x480 and 130 ms at
     # 1282x1110 on 2 cores (the CPU preset turns it off: its time is SGBM's).
     edges: bool = True
 
