@@ -23,7 +23,8 @@ def bar_scene():
     wall = cv2.GaussianBlur(rng.uniform(0, 255, (HEIGHT, WIDTH + BACKGROUND_PX, 3)).astype(np.float32), (0, 0), 0.8)
     wall = np.clip((wall - wall.mean()) * 3 + 128, 0, 255).astype(np.uint8)
     shade = np.linspace(-12, 12, HEIGHT, dtype=np.float32)[:, None, None]
-    bar = np.clip(np.array([60, 150, 70], np.float32) + shade + rng.normal(0, 2, (HEIGHT, BAR.stop - BAR.start, 3)), 0, 255).astype(np.uint8)
+    noise = rng.normal(0, 2, (HEIGHT, BAR.stop - BAR.start, 3))
+    bar = np.clip(np.array([60, 150, 70], np.float32) + shade + noise, 0, 255).astype(np.uint8)
     left, right = wall[:, :WIDTH].copy(), wall[:, BACKGROUND_PX:BACKGROUND_PX + WIDTH].copy()
     left[:, BAR] = bar
     right[:, BAR.start - BAR_PX:BAR.stop - BAR_PX] = bar
@@ -127,6 +128,7 @@ def test_a_single_edge_pixel_and_more_threads_than_pixels():
     left, right, _, _ = bar_scene()
     row = np.full((1, 80), BACKGROUND_PX, np.float32)
     row[0, 33] = BAR_PX
-    out = snap_to_edge_sides(row, np.ascontiguousarray(left[30:31, :80]), np.ascontiguousarray(right[30:31, :80]), threads=4)
+    left_row, right_row = (np.ascontiguousarray(image[30:31, :80]) for image in (left, right))
+    out = snap_to_edge_sides(row, left_row, right_row, threads=4)
     changed = np.flatnonzero(out != row)
     assert set(changed) <= {36} and out[0, 36] in (BACKGROUND_PX, BAR_PX)

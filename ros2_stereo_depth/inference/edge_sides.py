@@ -69,7 +69,8 @@ def snap_to_edge_sides(disparity_px: np.ndarray, left_rgb: np.ndarray, right_rgb
 
     pad = SUPPORT_RADIUS_PX
     padded_width = width + 2 * pad
-    left, right, guide = (_packed(image, pad) for image in (left_rgb, right_rgb, cv2.cvtColor(left_rgb, cv2.COLOR_RGB2LAB)))
+    lab = cv2.cvtColor(left_rgb, cv2.COLOR_RGB2LAB)
+    left, right, guide = (_packed(image, pad) for image in (left_rgb, right_rgb, lab))
     left_at = ((rows + pad) * padded_width + columns + pad).astype(np.int32)
     right_at = left_at[None, :] - shift
 
@@ -93,7 +94,8 @@ def snap_to_edge_sides(disparity_px: np.ndarray, left_rgb: np.ndarray, right_rgb
 
     workers = min(threads or BANDS, at.size)
     cuts = np.linspace(0, at.size, workers + 1).astype(int)
-    cost = np.concatenate(list(thread_pool(workers).map(costs, [slice(a, b) for a, b in zip(cuts[:-1], cuts[1:])])), axis=1)
+    parts = [slice(a, b) for a, b in zip(cuts[:-1], cuts[1:])]
+    cost = np.concatenate(list(thread_pool(workers).map(costs, parts)), axis=1)
     sides_differ = np.abs(other - own) > MIN_CHANGE_PX
     occluded = sides_differ & (np.minimum(cost[0], cost[1]) > np.float32(OCCLUDED_COST))
     value = np.where(occluded, np.minimum(own, other), other)

@@ -16,9 +16,9 @@ keeps the network's answer as a prior and re-matches around it, in two levels (i
 
 The network gives the global answer (textureless regions, occlusions, the search range); matching gives
 the precision. Aloe, `fast` through the node path: bad-2 44.0 -> 21.4 % (census matching) -> 10.2 %
-(with SGBM) -> 9.6 % (the edge sides) at full size (README "Accuracy"). The constants of the three modules were chosen on Aloe, the
-held-out-domain recording and the demo scene, which are also what we evaluate on: treat those figures as
-tuned, not blind.
+(with SGBM) -> 9.6 % (the edge sides) at full size (README "Accuracy"). The constants of the four modules
+were chosen on Aloe, the held-out-domain recording and the demo scene, which are also what we evaluate
+on: treat those figures as tuned, not blind.
 """
 from __future__ import annotations
 

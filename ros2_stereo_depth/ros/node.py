@@ -217,9 +217,11 @@ class StereoDepthPipeline:
             self.node.get_logger().info(
                 f"local matching on the CPU after the network: +-{p['match_radius_px']} px at {level_width} width, "
                 f"+-{p['match_camera_radius_px']} px at the camera resolution, SGBM fusion "
-                f"{'on' if p['match_sgbm'] else 'off'}, edge sides {'on' if p['match_edges'] else 'off'} (on 2 x86 cores, 640x480: about 290 ms with the defaults, "
+                f"{'on' if p['match_sgbm'] else 'off'}, edge sides {'on' if p['match_edges'] else 'off'} "
+                "(on 2 x86 cores, 640x480: about 260-290 ms with the defaults, "
                 "20 ms with the SGBM fusion alone as config/stereo_depth_cpu.yaml sets it); "
-                "match_radius_px:=0 match_camera_radius_px:=0 match_sgbm:=false match_edges:=false for the network alone" +
+                "match_radius_px:=0 match_camera_radius_px:=0 match_sgbm:=false match_edges:=false "
+                "for the network alone" +
                 ("; the network runs on a GPU, so the matching dominates the time per set" if backend.device != "cpu" else ""))
         if not selected.weights.trained:
             self.node.get_logger().warning("no trained weights: the published disparity is meaningless")
