@@ -1,7 +1,7 @@
 """The CPU preset's knobs on the chart's pair (BENCHMARKS.md, "The CPU preset's knobs"): `tiny` at
 several network inputs, the first matching level at several widths (SGBM fusion, no census search, no
-second level, no edge sides: the preset's matching), and the preset with the edge sides on, Aloe at 641x555 through the node's whole disparity path, times
-interleaved; SGBM and SGBM with its holes filled at the chart sizes before them. 2 cores: a few minutes.
+second level, no edge sides: the preset's matching), and the preset with the edge sides on; Aloe at
+641x555 through the node's whole disparity path, times interleaved; SGBM and SGBM with its holes filled at the chart sizes before them. 2 cores: a few minutes.
     PYTHONPATH=$PWD python3 docs/benchmarks/preset_knobs.py
 The held-out column: stereo-depth evaluate --dataset heldout --frames 40:60 --config tiny --height H
 --width W --match-radius 0 --match-camera-radius 0 --match-width L (README "Fine-tuning")."""

@@ -65,7 +65,8 @@ class NetworkRunner:
         if self.settings.native:
             result = _infer_padded(backend, left_rgb, right_rgb)
             matching = self.settings.matching
-            disparity = matching.at_edges(left_rgb, right_rgb, matching.at_first_level(left_rgb, right_rgb, result.disparity_px))
+            disparity = matching.at_first_level(left_rgb, right_rgb, result.disparity_px)
+            disparity = matching.at_edges(left_rgb, right_rgb, disparity)
         else:
             result = infer_at_image_size(backend, left_rgb, right_rgb, self.settings.matching)
             disparity = result.disparity_px
