@@ -132,3 +132,39 @@ def test_a_single_edge_pixel_and_more_threads_than_pixels():
     out = snap_to_edge_sides(row, left_row, right_row, threads=4)
     changed = np.flatnonzero(out != row)
     assert set(changed) <= {36} and out[0, 36] in (BACKGROUND_PX, BAR_PX)
+
+
+def test_compiled_costs_equal_numpy():
+    """The compiled support-weighted costs (matching_kernels.py) equal the NumPy evaluation they replaced:
+    every support sample weighted by exp(-CIELAB L1 / sigma), the capped RGB L1 error, summed in order."""
+    from ros2_stereo_depth.inference.edge_sides import (_WEIGHTS, MAX_COLOUR_ERROR, SUPPORT_RADIUS_PX,
+                                                        SUPPORT_STRIDE_PX, _packed)
+    from ros2_stereo_depth.inference.matching_kernels import support_weighted_costs
+
+    rng = np.random.default_rng(7)
+    left_rgb = cv2.GaussianBlur(rng.integers(0, 256, (30, 50, 3), np.uint8), (0, 0), 1.0)
+    right_rgb = np.roll(left_rgb, -5, axis=1)  # the true match: 5 px
+    lab = cv2.cvtColor(left_rgb, cv2.COLOR_RGB2LAB)
+    pad = SUPPORT_RADIUS_PX
+    left, right, guide = (_packed(image, pad) for image in (left_rgb, right_rgb, lab))
+    padded_width = 50 + 2 * pad
+    rows, columns = rng.integers(0, 30, 200), rng.integers(20, 38, 200)  # support inside the rolled part
+    left_at = ((rows + pad) * padded_width + columns + pad).astype(np.int32)
+    right_at = np.stack([left_at - rng.integers(0, 20, 200).astype(np.int32), left_at - np.int32(5)])
+    costs = support_weighted_costs(left_at, right_at, left, right, guide, _WEIGHTS, pad, SUPPORT_STRIDE_PX,
+                                   padded_width, MAX_COLOUR_ERROR)
+
+    def channels(packed, at):
+        return packed.take(at).view(np.uint8).reshape(-1, 4)[:, :3].astype(np.int32)
+
+    total, weight_sum = np.zeros((2, 200), np.float32), np.zeros(200, np.float32)
+    for dy in range(-pad, pad + 1, SUPPORT_STRIDE_PX):
+        for dx in range(-pad, pad + 1, SUPPORT_STRIDE_PX):
+            offset = dy * padded_width + dx
+            weight = _WEIGHTS.take(np.abs(channels(guide, left_at + offset) - channels(guide, left_at)).sum(axis=1))
+            weight_sum += weight
+            for k in range(2):
+                error = np.abs(channels(right, right_at[k] + offset) - channels(left, left_at + offset)).sum(axis=1)
+                total[k] += weight * np.minimum(error, MAX_COLOUR_ERROR).astype(np.float32)
+    np.testing.assert_array_equal(costs, total / weight_sum)
+    assert costs[1].max() == 0 and costs[0].mean() > 10  # the true match, and mostly wrong ones

@@ -38,6 +38,64 @@ def test_census_bits_follow_the_offsets():
     assert int(codes[0, 0]) == 0  # no darker neighbour (the darker pixel is not in its checkerboard)
 
 
+def match_around_by_numpy(left_codes, right_codes, prior, radius):
+    """census_matching.match_around written directly in NumPy / OpenCV (the implementation before the
+    compiled kernel): every candidate's window sums as a whole image, then the trusted minimum."""
+    from ros2_stereo_depth.inference.census_matching import MAX_MATCH_COST, STEP_PENALTY, WINDOW_PX
+
+    h, w = prior.shape
+    centre = np.rint(np.nan_to_num(prior, nan=0.0))
+    x_minus_centre = np.arange(w, dtype=np.float32)[None, :] - centre
+    room = cv2.erode(x_minus_centre, np.ones((WINDOW_PX, WINDOW_PX), np.uint8), borderType=cv2.BORDER_REPLICATE)
+    at_zero = np.clip(x_minus_centre, -2 * w, 2 * w).astype(np.int64) + (np.arange(h) * w)[:, None]
+    penalty = round(STEP_PENALTY * WINDOW_PX ** 2)
+    costs = np.empty((2 * radius + 1, h, w), np.int64)
+    for candidate, offset in enumerate(range(-radius, radius + 1)):
+        bits = np.bitwise_count(left_codes ^ np.take(right_codes, at_zero - offset, mode="clip"))
+        costs[candidate] = cv2.boxFilter(bits.astype(np.float64), -1, (WINDOW_PX, WINDOW_PX), normalize=False,
+                                         borderType=cv2.BORDER_REFLECT)
+        costs[candidate][room < offset] = 65535  # the window reaches left of the right image
+    offsets = np.arange(-radius, radius + 1)[:, None, None]
+    best = np.argmin(costs + penalty * np.abs(offsets), axis=0)  # ties: the first, as the kernel's key
+    neighbour = np.clip(best, 1, 2 * radius - 1)
+    raw = [np.take_along_axis(costs, (neighbour + k)[None], 0)[0] for k in (-1, 0, 1)]
+    keep = ((raw[0] != raw[1]) | (raw[2] != raw[1])) & (raw[1] <= MAX_MATCH_COST * len(CENSUS_OFFSETS) * WINDOW_PX ** 2)
+    keep &= (raw[0] < 65535) & (raw[1] < 65535) & (raw[2] < 65535) & (best > 0) & (best < 2 * radius)
+    below, at, above = (r.astype(np.float32) + np.float32(penalty) * np.abs(neighbour + k - radius).astype(np.float32)
+                        for r, k in zip(raw, (-1, 0, 1)))
+    curvature = below - np.float32(2.0) * at + above
+    sub_px = np.where(curvature > 0, np.float32(0.5) * (below - above) / np.maximum(curvature, np.float32(1e-6)),
+                      np.float32(0.0))
+    matched = centre + (best - radius).astype(np.float32) + np.clip(sub_px, np.float32(-0.5), np.float32(0.5))
+    keep &= matched >= 0
+    return np.where(keep, matched, prior), np.where(keep, raw[1].astype(np.float32), np.float32(np.inf))
+
+
+@pytest.mark.parametrize("height, width, radius", [(40, 64, 16), (23, 37, 4), (12, 9, 1), (3, 5, 2), (1, 1, 3)])
+def test_compiled_matching_equals_numpy(height, width, radius):
+    """The compiled loop (matching_kernels.py) gives exactly what the whole-image NumPy evaluation gives,
+    sub-pixel values and costs included, with the left border's unmatchable candidates, a NaN prior and
+    images smaller than the window (reflected borders)."""
+    from ros2_stereo_depth.inference.census_matching import census_codes, match_around
+
+    rng = np.random.default_rng(height * width + radius)
+    left = cv2.GaussianBlur(rng.uniform(0, 255, (height, width, 3)).astype(np.float32), (0, 0), 0.8).astype(np.uint8)
+    right = np.clip(np.roll(left, -3, axis=1) + rng.integers(-2, 3, left.shape), 0, 255).astype(np.uint8)
+    columns = np.arange(width, dtype=np.float32)[None, :].repeat(height, 0)
+    prior = np.float32(3.4) + np.float32(2.0) * np.sin(columns / np.float32(7.0))  # smooth, up to 2 px off
+    prior[rng.random(prior.shape) < 0.03] = np.nan
+    codes = census_codes(left, right)
+    disparity, cost = match_around(codes, prior, radius)
+    left_codes = census_transform(cv2.cvtColor(left, cv2.COLOR_RGB2GRAY))
+    right_codes = census_transform(cv2.cvtColor(right, cv2.COLOR_RGB2GRAY)).ravel()
+    expected_disparity, expected_cost = match_around_by_numpy(left_codes, right_codes, prior, radius)
+    np.testing.assert_array_equal(disparity, expected_disparity)
+    np.testing.assert_array_equal(cost, expected_cost)
+    if min(height, width) >= 20:  # the matching did move pixels, to sub-pixel values
+        moved = np.isfinite(cost)
+        assert moved.mean() > 0.2 and np.any(disparity[moved] != np.rint(disparity[moved]))
+
+
 def test_a_prior_a_few_px_off_is_corrected_to_sub_pixel(scene):
     truth = scene.disparity_px
     rng = np.random.default_rng(1)

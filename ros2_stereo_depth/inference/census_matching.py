@@ -18,6 +18,8 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
+from .matching_kernels import match_rows
+
 CENSUS_RADIUS = 3
 # A 7x7 census sampled on a checkerboard: 24 bits (one uint32), as accurate on Aloe as all 48 (22.3 vs
 # 22.2 % bad-2 at half size) at half the memory traffic.
@@ -31,7 +33,6 @@ STEP_PENALTY = 0.25  # mean Hamming bits per px of departure from the network's 
 # 6.3 -> 6.5 %, while Aloe keeps most of its gain (0.30 would keep more of it, but costs the noisy
 # recording 1.8 pp).
 MAX_MATCH_COST = 0.25
-UNMATCHABLE = np.iinfo(np.uint16).max  # the cost of a candidate whose window reaches outside the right image
 MAX_RADIUS_PX = 32
 # Edge seeds (refine_band): local max / min of the prior over this window (px at the matched size), and
 # the margin (mean bits per window pixel) by which a seed's match must beat the first one. Aloe, fast:
@@ -122,8 +123,7 @@ def refine_band(left_rgb: np.ndarray, right_rgb: np.ndarray, prior: np.ndarray, 
     the first one where it costs SEED_MARGIN bits per pixel less."""
     if radius_px == 0:
         return Refined(prior, np.zeros(prior.shape, bool))
-    codes = (census_transform(cv2.cvtColor(left_rgb, cv2.COLOR_RGB2GRAY)),
-             census_transform(cv2.cvtColor(right_rgb, cv2.COLOR_RGB2GRAY)).ravel())
+    codes = census_codes(left_rgb, right_rgb)
     disparity, cost = match_around(codes, prior, radius_px)
     if edge_seeds and radius_px >= 2:
         kernel = np.ones((SEED_WINDOW_PX, SEED_WINDOW_PX), np.uint8)
@@ -146,65 +146,45 @@ def window_cost_at(left_rgb: np.ndarray, right_rgb: np.ndarray, disparity_px: np
     return cv2.boxFilter(bits, -1, (WINDOW_PX, WINDOW_PX), normalize=True, borderType=cv2.BORDER_REFLECT) / len(CENSUS_OFFSETS)
 
 
+def census_codes(left_rgb: np.ndarray, right_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The images' census codes as `match_around` takes them: the left one's (H,W), and the right one's
+    flattened and padded on both sides with its first and last code (RIGHT_CODES_PADDING)."""
+    left_codes = census_transform(cv2.cvtColor(left_rgb, cv2.COLOR_RGB2GRAY))
+    right_codes = census_transform(cv2.cvtColor(right_rgb, cv2.COLOR_RGB2GRAY)).ravel()
+    padding = right_codes_padding(left_rgb.shape[1])
+    return left_codes, np.concatenate([np.full(padding, right_codes[0], np.uint32), right_codes,
+                                       np.full(padding, right_codes[-1], np.uint32)])
+
+
+def right_codes_padding(width: int) -> int:
+    """Codes padded on each side of the right image's: every match `match_around` reads lies within 2
+    widths + the radius of its own pixel, so no index needs clipping in the compiled loop."""
+    return 2 * width + MAX_RADIUS_PX + 1
+
+
 def match_around(codes: tuple[np.ndarray, np.ndarray], prior: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray]:
-    """Census codes (left (H,W), right flattened) and a prior -> (disparity, cost): the match within
+    """Census codes (`census_codes`) and a prior -> (disparity, cost): the match within
     +-radius of the prior and its window sum of differing bits, or (prior, inf) where the prior stays:
     the best match is not strictly inside the window, a neighbouring candidate cannot be judged because
     its matches leave the right image (the left border band: the answer may be there), the cost is flat
-    around the minimum (no texture), or even the best match is poor (MAX_MATCH_COST: noise)."""
+    around the minimum (no texture), or even the best match is poor (MAX_MATCH_COST: noise).
+    The loop over candidates is compiled (matching_kernels.py)."""
     left_codes, right_codes = codes
     h, w = prior.shape
+    prior = np.ascontiguousarray(prior, np.float32)
     centre = np.rint(np.nan_to_num(prior, nan=0.0))
     x_minus_centre = np.arange(w, dtype=np.float32)[None, :] - centre
-    window = (WINDOW_PX, WINDOW_PX)
     # A candidate offset cannot be judged where a pixel of its window would be matched left of the right
     # image: offset > min over the window of (x - centre), an erosion.
-    window_room = cv2.erode(x_minus_centre, np.ones(window, np.uint8), borderType=cv2.BORDER_REPLICATE)
-    # Flat index of each pixel's match at offset 0 (np.take: faster than cv2.remap). Not clipped into its
-    # row: a match left of the image reads the row above, but its candidate is unmatchable (window_room)
-    # for every window it enters; one right of it (a negative disparity, near the right border) reads
-    # the row below, and a negative answer is refused.
-    match_at_zero = (np.clip(x_minus_centre, -2 * w, 2 * w).astype(np.int32)
-                     + (np.arange(h, dtype=np.int32) * w)[:, None])
-    index = np.empty((h, w), np.int32)
+    window_room = cv2.erode(x_minus_centre, np.ones((WINDOW_PX, WINDOW_PX), np.uint8), borderType=cv2.BORDER_REPLICATE)
+    # Index of each pixel's match at offset 0 in the padded right codes. Not kept inside its row: a match
+    # left of the image reads the row above, but its candidate is unmatchable (window_room) for every
+    # window it enters; one right of it (a negative disparity, near the right border) reads the row
+    # below, and a negative answer is refused.
+    match_index = (np.clip(x_minus_centre, -2 * w, 2 * w).astype(np.int32)
+                   + (np.arange(h, dtype=np.int32) * w + right_codes_padding(w))[:, None])
     # Only the columns left of this can have unmatchable candidates (window_room < radius).
     unmatchable_columns = int(np.flatnonzero((window_room < radius).any(axis=0)).max(initial=-1)) + 1
-    left_columns = (slice(None), slice(0, unmatchable_columns))
-    step_penalty = round(STEP_PENALTY * WINDOW_PX ** 2)  # in window sums of bits
-    index_bits = 128  # > 2 * MAX_RADIUS_PX + 1: the candidate's index rides in the low bits of its key
-
-    # Window sums of every candidate (uint16: 24 bits x 81 fits), kept for the sub-pixel parabola, and the
-    # running minimum of key = penalised cost x 128 + candidate index (exact in float32).
-    costs = np.empty((2 * radius + 1, h, w), np.uint16)
-    best_key = np.full((h, w), np.inf, np.float32)
-    key = np.empty((h, w), np.float32)
-    for candidate, offset in enumerate(range(-radius, radius + 1)):
-        np.subtract(match_at_zero, offset, out=index)
-        bits = np.bitwise_count(np.bitwise_xor(left_codes, np.take(right_codes, index, mode="clip")))
-        cv2.boxFilter(bits, cv2.CV_16U, window, dst=costs[candidate], normalize=False, borderType=cv2.BORDER_REFLECT)
-        if unmatchable_columns:
-            np.copyto(costs[candidate][left_columns], UNMATCHABLE, where=window_room[left_columns] < offset)
-        cv2.addWeighted(costs[candidate], float(index_bits), costs[candidate], 0.0,
-                        float((step_penalty * abs(offset)) * index_bits + candidate), dst=key, dtype=cv2.CV_32F)
-        np.minimum(best_key, key, out=best_key)
-
-    # (H,W) int32 / float32 from here on: (3,H,W) int64 temporaries cost 100+ MiB at 1280x720.
-    best_index = best_key.astype(np.int32) & np.int32(index_bits - 1)
-    neighbour = np.clip(best_index, 1, 2 * radius - 1)
-    raw = [np.take_along_axis(costs, (neighbour + k)[None], 0)[0] for k in (-1, 0, 1)]
-    # No texture: the window sums do not change around the minimum, the data say nothing and the
-    # network's (sub-pixel, smooth) value stays, rather than its rounding.
-    inside = (raw[0] != raw[1]) | (raw[2] != raw[1])
-    for r in raw:  # matchable: no candidate next to the minimum reaches outside the right image
-        inside &= r < UNMATCHABLE
-    inside &= raw[1] <= MAX_MATCH_COST * len(CENSUS_OFFSETS) * WINDOW_PX ** 2  # trusted
-    inside &= (best_index > 0) & (best_index < 2 * radius)
-    below, at, above = (r.astype(np.float32) + np.float32(step_penalty) * np.abs(neighbour + k - radius).astype(np.float32)
-                        for r, k in zip(raw, (-1, 0, 1)))
-    curvature = below - np.float32(2.0) * at + above
-    sub_px = np.where(curvature > 0, np.float32(0.5) * (below - above) / np.maximum(curvature, np.float32(1e-6)),
-                      np.float32(0.0))
-    matched_px = centre + (best_index - radius).astype(np.float32) + np.clip(sub_px, np.float32(-0.5), np.float32(0.5))
-    inside &= matched_px >= 0  # a negative disparity is no answer
-    return (np.where(inside, matched_px, prior).astype(np.float32, copy=False),
-            np.where(inside, raw[1].astype(np.float32), np.float32(np.inf)))
+    return match_rows(left_codes, right_codes, match_index, window_room, unmatchable_columns, prior, centre,
+                      radius, WINDOW_PX // 2, round(STEP_PENALTY * WINDOW_PX ** 2),
+                      MAX_MATCH_COST * len(CENSUS_OFFSETS) * WINDOW_PX ** 2)

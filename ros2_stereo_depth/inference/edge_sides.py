@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from .census_matching import BANDS, thread_pool
+from .matching_kernels import support_weighted_costs
 
 EDGE_WINDOW_PX = 7  # the two sides: the disparity's local min and max over this square
 MIN_STEP_PX = 6.0  # a depth edge: max - min over the window above this (px at the camera resolution)
@@ -76,21 +77,8 @@ def snap_to_edge_sides(disparity_px: np.ndarray, left_rgb: np.ndarray, right_rgb
 
     def costs(part: slice) -> np.ndarray:
         """(2, n) weighted mean errors of the other side's match and the pixel's own, for at[part]."""
-        centre = left_at[part]
-        centre_colour = _bytes(guide.take(centre))
-        total = np.zeros((2, centre.size), np.float32)
-        weight_sum = np.zeros(centre.size, np.float32)
-        for dy in range(-pad, pad + 1, SUPPORT_STRIDE_PX):
-            for dx in range(-pad, pad + 1, SUPPORT_STRIDE_PX):
-                offset = np.int32(dy * padded_width + dx)
-                here = centre + offset
-                weight = _WEIGHTS.take(_byte_sum(cv2.absdiff(_bytes(guide.take(here)), centre_colour)))
-                weight_sum += weight
-                colour = _bytes(left.take(here))
-                for k in range(2):
-                    error = _byte_sum(cv2.absdiff(_bytes(right.take(right_at[k, part] + offset)), colour))
-                    total[k] += weight * np.minimum(error, MAX_COLOUR_ERROR).astype(np.float32)
-        return total / weight_sum
+        return support_weighted_costs(left_at[part], np.ascontiguousarray(right_at[:, part]), left, right, guide,
+                                      _WEIGHTS, pad, SUPPORT_STRIDE_PX, padded_width, MAX_COLOUR_ERROR)
 
     workers = min(threads or BANDS, at.size)
     cuts = np.linspace(0, at.size, workers + 1).astype(int)
@@ -112,15 +100,3 @@ def _packed(rgb: np.ndarray, pad: int) -> np.ndarray:
     out = np.empty(padded.shape[:2] + (4,), np.uint8)
     cv2.mixChannels([padded, np.zeros(padded.shape[:2], np.uint8)], [out], [0, 0, 1, 1, 2, 2, 3, 3])
     return out.view(np.uint32).reshape(-1)
-
-
-def _bytes(packed: np.ndarray) -> np.ndarray:
-    """(n,) uint32 pixels -> (n,4) uint8 channels: a matrix for OpenCV (a 1-D array of 4 would be a scalar)."""
-    return packed.view(np.uint8).reshape(-1, 4)
-
-
-def _byte_sum(bytes_n4: np.ndarray) -> np.ndarray:
-    """(n,4) uint8 -> (n,) int32 the sum of each row's first three bytes (the fourth is 0 here, the top byte
-    of the little-endian int32, as on x86 and ARM)."""
-    packed = bytes_n4.view(np.int32).reshape(-1)
-    return np.asarray((packed & 0xFF) + ((packed >> 8) & 0xFF) + (packed >> 16))
