@@ -65,10 +65,10 @@ class LocalMatching:
     # Level 1's width, px; 0: the network input's, or a MAX_LEVEL_UPSAMPLING-th of the images' if wider. Level 1
     # sets the precision: `tiny` (256x192 input) on Aloe at full size scores 18.3 % bad-2 matched at 256 px wide
     # (64 ms of level-1 time on 2 cores), 12.0 % at 480 (150 ms), 11.4 % at 512 (what 0 gives there), 10.9 %
-    # at 640 (270 ms; fast at 640: 10.2 %).
+    # at 640 (270 ms; fast at 640: 10.2 %). (Times before the compiled census loop, which halves them.)
     width_px: int = 0
     # The edge sides (edge_sides.py), at the camera's size. Aloe, fast: bad-2 10.15 -> 9.57 % at full size,
-    # 7.58 -> 7.10 % at half, depth-edge EPE 16.4 -> 14.3 px; about 40 ms at 640x480 and 130 ms at
+    # 7.58 -> 7.10 % at half, depth-edge EPE 16.4 -> 14.3 px; about 20 ms at 640x480 and 90 ms at
     # 1282x1110 on 2 cores (the CPU preset turns it off: its time is SGBM's).
     edges: bool = True
 
