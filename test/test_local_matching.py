@@ -427,3 +427,34 @@ def test_sgbm_fusion_keeps_out_of_a_noisy_camera(scene):
     prior = blurred_prior(scene, 0.0)
     refined = refine_disparity(left, right, prior, 8, edge_seeds=True)
     np.testing.assert_array_equal(fuse_sgbm(refined, sgbm_matches(left, right, prior)), refined.disparity_px)
+
+
+def test_numba_is_loaded_only_by_settings_that_use_it():
+    """The compiled loops cost ~145 MiB of memory (Numba, LLVM): SGBM fusion alone (the CPU preset) runs a
+    frame without importing Numba; census matching imports it."""
+    import subprocess
+    import sys
+
+    script = """
+import sys, numpy as np
+from ros2_stereo_depth.inference.base import StereoResult, infer_at_image_size
+from ros2_stereo_depth.inference.local_matching import LocalMatching
+
+class Flat:
+    name, device, height, width, max_disparity = "flat", "cpu", 48, 64, 16
+    def infer(self, left, right):
+        return StereoResult(np.full((48, 64), 5.0, np.float32), np.ones((48, 64), np.float32))
+
+rng = np.random.default_rng(0)
+left = rng.integers(0, 255, (96, 128, 3), np.uint8)
+right = np.roll(left, -10, axis=1)
+settings = [LocalMatching(0, 0, sgbm=True, edges=False), LocalMatching(4, 0, sgbm=False, edges=False)]
+for matching in settings:
+    out = infer_at_image_size(Flat(), left, right, matching).disparity_px
+    print(matching.compiled, "numba" in sys.modules, round(float(np.nanmedian(out)), 1))
+"""
+    lines = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                           timeout=120).stdout.split("\n")
+    assert lines[0].split()[:2] == ["False", "False"]  # the preset's settings: no Numba after a frame
+    assert lines[1].split()[:2] == ["True", "True"]
+    assert abs(float(lines[1].split()[2]) - 10.0) < 0.5  # census matching found the 10 px shift

@@ -22,6 +22,7 @@ on: treat those figures as tuned, not blind.
 """
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -86,6 +87,20 @@ class LocalMatching:
     def enabled(self) -> bool:
         """Anything re-matched at all (False: the network alone)."""
         return bool(self.radius_px or self.camera_radius_px or self.sgbm or self.edges)
+
+    @property
+    def compiled(self) -> bool:
+        """Whether these settings run the compiled loops (census matching, edge sides: matching_kernels.py)."""
+        return bool(self.radius_px or self.camera_radius_px or self.edges)
+
+    def load_compiled(self) -> float:
+        """Load the compiled loops now, when these settings use them, rather than on the first frame (Numba:
+        a few seconds to compile on the first run after an install, about 1 s from its cache, ~145 MiB of
+        memory; settings without them never load Numba). Returns the seconds it took."""
+        started = time.perf_counter()
+        if self.compiled:
+            from . import matching_kernels  # noqa: F401
+        return time.perf_counter() - started
 
     def first_level_size(self, image_wh: tuple[int, int], network_wh: tuple[int, int]) -> tuple[int, int]:
         """(width, height) at which level 1 matches images of image_wh for a network input of network_wh:
