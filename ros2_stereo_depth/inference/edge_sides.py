@@ -96,8 +96,6 @@ def snap_to_edge_sides(disparity_px: np.ndarray, left_rgb: np.ndarray, right_rgb
 
 def _packed(rgb: np.ndarray, pad: int) -> np.ndarray:
     """An (H,W,3) uint8 image with `pad` replicated pixels around it, one uint32 per pixel (flattened):
-    one gather fetches a pixel's three channels."""
+    one load fetches a pixel's three channels (bytes 0-2; byte 3, an alpha of 255, is never read)."""
     padded = cv2.copyMakeBorder(rgb, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-    out = np.empty(padded.shape[:2] + (4,), np.uint8)
-    cv2.mixChannels([padded, np.zeros(padded.shape[:2], np.uint8)], [out], [0, 0, 1, 1, 2, 2, 3, 3])
-    return out.view(np.uint32).reshape(-1)
+    return cv2.cvtColor(padded, cv2.COLOR_RGB2RGBA).view(np.uint32).reshape(-1)

@@ -150,7 +150,7 @@ def match_rows(left_codes, right_codes, match_index, window_room, unmatchable_co
 
 @njit("int64(uint32, uint32)", nogil=True, cache=True)
 def _colour_distance(a, b):  # type: ignore[no-untyped-def]
-    """L1 distance of two packed pixels' three channels (the bytes 0-2; byte 3 is 0)."""
+    """L1 distance of two packed pixels' three channels (the bytes 0-2; byte 3 is not a channel)."""
     total = 0
     for shift in (0, 8, 16):
         total += abs(np.int64((a >> np.uint32(shift)) & np.uint32(0xFF)) - np.int64((b >> np.uint32(shift)) & np.uint32(0xFF)))
