@@ -146,7 +146,7 @@ def window_cost_at(left_rgb: np.ndarray, right_rgb: np.ndarray, disparity_px: np
 
 def census_codes(left_rgb: np.ndarray, right_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The images' census codes as `match_around` takes them: the left one's (H,W), and the right one's
-    flattened and padded on both sides with its first and last code (RIGHT_CODES_PADDING)."""
+    flattened and padded on both sides with its first and last code (`right_codes_padding`)."""
     left_codes = census_transform(cv2.cvtColor(left_rgb, cv2.COLOR_RGB2GRAY))
     right_codes = census_transform(cv2.cvtColor(right_rgb, cv2.COLOR_RGB2GRAY)).ravel()
     padding = right_codes_padding(left_rgb.shape[1])

@@ -211,8 +211,9 @@ class StereoDepthPipeline:
                              "network input": f"{backend.width}x{backend.height}",
                              "max disparity (network px)": str(self.processor.network_max_disparity)}
         self.node.get_logger().info(f"stereo depth: {selected.describe()}")
-        if output_settings(p).matching.enabled:
-            # The matching is NumPy/OpenCV on the CPU: next to a GPU network it sets the frame rate.
+        matching = output_settings(p).matching
+        if matching.enabled:
+            # The matching runs on the CPU (NumPy, OpenCV, Numba): next to a GPU network it sets the frame rate.
             level_width = f"{p['match_width_px']} px" if p["match_width_px"] else "the network input's"
             self.node.get_logger().info(
                 f"local matching on the CPU after the network: +-{p['match_radius_px']} px at {level_width} width, "
@@ -223,7 +224,7 @@ class StereoDepthPipeline:
                 "match_radius_px:=0 match_camera_radius_px:=0 match_sgbm:=false match_edges:=false "
                 "for the network alone" +
                 ("; the network runs on a GPU, so the matching dominates the time per set" if backend.device != "cpu" else ""))
-            load_s = output_settings(p).matching.load_compiled()
+            load_s = matching.load_compiled()
             if load_s > 0.05:
                 self.node.get_logger().info(f"compiled matching loops (Numba) ready in {load_s:.1f} s")
         if not selected.weights.trained:
