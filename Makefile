@@ -17,7 +17,7 @@ TEXTURES := /usr/share/backgrounds/mate/nature/Wood.jpg /usr/share/backgrounds/B
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt constraints.txt setup.py setup.cfg package.xml
+$(STAMP): requirements.txt constraints.txt setup.py setup.cfg package.xml ros2_stereo_depth/inference/matching_kernels.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c constraints.txt -r requirements.txt

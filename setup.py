@@ -1,14 +1,22 @@
 """ament_python package: builds with `colcon build` in a ROS 2 workspace and installs with pip."""
 from glob import glob
 
-from setuptools import find_packages, setup
+from setuptools import Extension, find_packages, setup
 
 PACKAGE = "ros2_stereo_depth"
+
+# The local matching's inner loops (inference/matching_kernels.c): a plain C library, loaded with ctypes by
+# inference/matching_kernels.py (it uses no Python API). -ffp-contract=off keeps its floats bit-identical to
+# the NumPy code it replaced; -O3 vectorises its loops.
+MATCHING_KERNELS = Extension(f"{PACKAGE}.inference._matching_kernels",
+                             sources=[f"{PACKAGE}/inference/matching_kernels.c"],
+                             extra_compile_args=["-O3", "-ffp-contract=off", "-std=c99"])
 
 setup(
     name=PACKAGE,
     version="0.1.0",
     packages=find_packages(exclude=["test", "test.*"]),
+    ext_modules=[MATCHING_KERNELS],
     package_data={PACKAGE: ["weights/*.safetensors", "weights/*.json", "tools/*.yaml", "artifacts/*.txt", "ros/*.xml"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),

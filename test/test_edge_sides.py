@@ -135,7 +135,7 @@ def test_a_single_edge_pixel_and_more_threads_than_pixels():
 
 
 def test_compiled_costs_equal_numpy():
-    """The compiled support-weighted costs (matching_kernels.py) equal the NumPy evaluation they replaced:
+    """The compiled support-weighted costs (matching_kernels.c) equal the NumPy evaluation they replaced:
     every support sample weighted by exp(-CIELAB L1 / sigma), the capped RGB L1 error, summed in order."""
     from ros2_stereo_depth.inference.edge_sides import (_WEIGHTS, MAX_COLOUR_ERROR, SUPPORT_RADIUS_PX,
                                                         SUPPORT_STRIDE_PX, _packed)
@@ -168,3 +168,8 @@ def test_compiled_costs_equal_numpy():
                 total[k] += weight * np.minimum(error, MAX_COLOUR_ERROR).astype(np.float32)
     np.testing.assert_array_equal(costs, total / weight_sum)
     assert costs[1].max() == 0 and costs[0].mean() > 10  # the true match, and mostly wrong ones
+    outside = right_at.copy()
+    outside[0, 0] = pad * padded_width  # its support window's top rows are before the first packed pixel
+    with pytest.raises(ValueError, match="support window"):  # the C loop would read outside the image
+        support_weighted_costs(left_at, outside, left, right, guide, _WEIGHTS, pad, SUPPORT_STRIDE_PX,
+                               padded_width, MAX_COLOUR_ERROR)

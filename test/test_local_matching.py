@@ -71,12 +71,17 @@ def match_around_by_numpy(left_codes, right_codes, prior, radius):
     return np.where(keep, matched, prior), np.where(keep, raw[1].astype(np.float32), np.float32(np.inf))
 
 
-@pytest.mark.parametrize("height, width, radius", [(40, 64, 16), (23, 37, 4), (12, 9, 1), (3, 5, 2), (1, 1, 3)])
-def test_compiled_matching_equals_numpy(height, width, radius):
-    """The compiled loop (matching_kernels.py) gives exactly what the whole-image NumPy evaluation gives,
+@pytest.mark.parametrize("height, width, radius, window_px",
+                         [(40, 64, 16, 9), (23, 37, 4, 9), (12, 9, 1, 9), (3, 5, 2, 9), (1, 1, 3, 9), (30, 50, 6, 7)])
+def test_compiled_matching_equals_numpy(height, width, radius, window_px, monkeypatch):
+    """The compiled loop (matching_kernels.c) gives exactly what the whole-image NumPy evaluation gives,
     sub-pixel values and costs included, with the left border's unmatchable candidates, a NaN prior and
-    images smaller than the window (reflected borders)."""
+    images smaller than the window (reflected borders); the shipped window (9 px, its own unrolled copy)
+    and another."""
+    from ros2_stereo_depth.inference import census_matching
     from ros2_stereo_depth.inference.census_matching import census_codes, match_around
+
+    monkeypatch.setattr(census_matching, "WINDOW_PX", window_px)
 
     rng = np.random.default_rng(height * width + radius)
     left = cv2.GaussianBlur(rng.uniform(0, 255, (height, width, 3)).astype(np.float32), (0, 0), 0.8).astype(np.uint8)
@@ -429,32 +434,26 @@ def test_sgbm_fusion_keeps_out_of_a_noisy_camera(scene):
     np.testing.assert_array_equal(fuse_sgbm(refined, sgbm_matches(left, right, prior)), refined.disparity_px)
 
 
-def test_numba_is_loaded_only_by_settings_that_use_it():
-    """The compiled loops cost ~145 MiB of memory (Numba, LLVM): SGBM fusion alone (the CPU preset) runs a
-    frame without importing Numba; census matching imports it."""
-    import subprocess
-    import sys
+def test_compiled_matching_refuses_arguments_that_would_read_outside_its_arrays():
+    """The C loop trusts its arguments, so its wrapper checks them: a match index whose candidates leave the
+    right codes, a wrong type or shape, or a radius whose candidates do not fit the key is a ValueError (and
+    the valid call next to them matches)."""
+    from ros2_stereo_depth.inference.census_matching import WINDOW_PX, census_codes, match_around
+    from ros2_stereo_depth.inference.matching_kernels import match_rows
 
-    script = """
-import sys, numpy as np
-from ros2_stereo_depth.inference.base import StereoResult, infer_at_image_size
-from ros2_stereo_depth.inference.local_matching import LocalMatching
-
-class Flat:
-    name, device, height, width, max_disparity = "flat", "cpu", 48, 64, 16
-    def infer(self, left, right):
-        return StereoResult(np.full((48, 64), 5.0, np.float32), np.ones((48, 64), np.float32))
-
-rng = np.random.default_rng(0)
-left = rng.integers(0, 255, (96, 128, 3), np.uint8)
-right = np.roll(left, -10, axis=1)
-settings = [LocalMatching(0, 0, sgbm=True, edges=False), LocalMatching(4, 0, sgbm=False, edges=False)]
-for matching in settings:
-    out = infer_at_image_size(Flat(), left, right, matching).disparity_px
-    print(matching.compiled, "numba" in sys.modules, round(float(np.nanmedian(out)), 1))
-"""
-    lines = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
-                           timeout=120).stdout.split("\n")
-    assert lines[0].split()[:2] == ["False", "False"]  # the preset's settings: no Numba after a frame
-    assert lines[1].split()[:2] == ["True", "True"]
-    assert abs(float(lines[1].split()[2]) - 10.0) < 0.5  # census matching found the 10 px shift
+    left, right = textured_shift(4, height=20, width=30)
+    left_codes, right_codes = census_codes(left, right)
+    prior = np.full((20, 30), 4.0, np.float32)
+    disparity, _ = match_around((left_codes, right_codes), prior, 2)
+    assert np.abs(disparity[:, 10:] - 4.0).max() < 0.5
+    index = np.full((20, 30), 5, np.int32)
+    room = np.zeros((20, 30), np.float32)
+    valid = (left_codes, right_codes, index, room, 0, prior, prior, 2, WINDOW_PX // 2, 20, 500.0)
+    match_rows(*valid)
+    for position, bad in ((2, np.full((20, 30), 1, np.int32)),  # index 1 - radius 2 < 0
+                          (2, np.full((20, 30), right_codes.size - 2, np.int32)),  # past the end
+                          (2, index.astype(np.int64)), (5, prior[:, :29].copy()), (7, 64), (7, 0)):
+        arguments = list(valid)
+        arguments[position] = bad
+        with pytest.raises(ValueError, match="matching kernels"):
+            match_rows(*arguments)

@@ -18,6 +18,8 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
+from .matching_kernels import match_rows
+
 CENSUS_RADIUS = 3
 # A 7x7 census sampled on a checkerboard: 24 bits (one uint32), as accurate on Aloe as all 48 (22.3 vs
 # 22.2 % bad-2 at half size) at half the memory traffic.
@@ -166,9 +168,7 @@ def match_around(codes: tuple[np.ndarray, np.ndarray], prior: np.ndarray, radius
     the best match is not strictly inside the window, a neighbouring candidate cannot be judged because
     its matches leave the right image (the left border band: the answer may be there), the cost is flat
     around the minimum (no texture), or even the best match is poor (MAX_MATCH_COST: noise).
-    The loop over candidates is compiled (matching_kernels.py)."""
-    from .matching_kernels import match_rows  # here: Numba costs ~145 MiB, paid only where census matching runs
-
+    The loop over candidates is compiled (matching_kernels.c)."""
     left_codes, right_codes = codes
     h, w = prior.shape
     prior = np.ascontiguousarray(prior, np.float32)

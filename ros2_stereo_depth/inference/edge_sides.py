@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from .census_matching import BANDS, thread_pool
+from .matching_kernels import support_weighted_costs
 
 EDGE_WINDOW_PX = 7  # the two sides: the disparity's local min and max over this square
 MIN_STEP_PX = 6.0  # a depth edge: max - min over the window above this (px at the camera resolution)
@@ -66,8 +67,6 @@ def snap_to_edge_sides(disparity_px: np.ndarray, left_rgb: np.ndarray, right_rgb
     at, own, other, shift, rows, columns = at[keep], own[keep], other[keep], shift[:, keep], rows[keep], columns[keep]
     if at.size == 0:
         return disparity_px
-
-    from .matching_kernels import support_weighted_costs  # here: Numba costs ~145 MiB, paid only when on
 
     pad = SUPPORT_RADIUS_PX
     padded_width = width + 2 * pad

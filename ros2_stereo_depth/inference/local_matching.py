@@ -22,7 +22,6 @@ on: treat those figures as tuned, not blind.
 """
 from __future__ import annotations
 
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -93,14 +92,13 @@ class LocalMatching:
         """Whether these settings run the compiled loops (census matching, edge sides: matching_kernels.py)."""
         return bool(self.radius_px or self.camera_radius_px or self.edges)
 
-    def load_compiled(self) -> float:
-        """Load the compiled loops now, when these settings use them, rather than on the first frame (Numba:
-        a few seconds to compile on the first run after an install, about 1 s from its cache, ~145 MiB of
-        memory; settings without them never load Numba). Returns the seconds it took."""
-        started = time.perf_counter()
+    def load_compiled(self) -> None:
+        """Load the compiled loops (matching_kernels.py) now when these settings use them: a package built
+        without them stops at start-up with one clear error instead of failing every frame."""
         if self.compiled:
-            from . import matching_kernels  # noqa: F401
-        return time.perf_counter() - started
+            from .matching_kernels import library
+
+            library()
 
     def first_level_size(self, image_wh: tuple[int, int], network_wh: tuple[int, int]) -> tuple[int, int]:
         """(width, height) at which level 1 matches images of image_wh for a network input of network_wh:

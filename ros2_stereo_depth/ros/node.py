@@ -213,7 +213,7 @@ class StereoDepthPipeline:
         self.node.get_logger().info(f"stereo depth: {selected.describe()}")
         matching = output_settings(p).matching
         if matching.enabled:
-            # The matching runs on the CPU (NumPy, OpenCV, Numba): next to a GPU network it sets the frame rate.
+            # The matching runs on the CPU (NumPy, OpenCV, compiled C loops): next to a GPU network it sets the frame rate.
             level_width = f"{p['match_width_px']} px" if p["match_width_px"] else "the network input's"
             self.node.get_logger().info(
                 f"local matching on the CPU after the network: +-{p['match_radius_px']} px at {level_width} width, "
@@ -224,9 +224,7 @@ class StereoDepthPipeline:
                 "match_radius_px:=0 match_camera_radius_px:=0 match_sgbm:=false match_edges:=false "
                 "for the network alone" +
                 ("; the network runs on a GPU, so the matching dominates the time per set" if backend.device != "cpu" else ""))
-            load_s = matching.load_compiled()
-            if load_s > 0.05:
-                self.node.get_logger().info(f"compiled matching loops (Numba) ready in {load_s:.1f} s")
+            matching.load_compiled()
         if not selected.weights.trained:
             self.node.get_logger().warning("no trained weights: the published disparity is meaningless")
         if p["adapt"]:
