@@ -17,7 +17,11 @@ TEXTURES := /usr/share/backgrounds/mate/nature/Wood.jpg /usr/share/backgrounds/B
 
 venv: $(STAMP)
 
+# The package compiles the local matching's C loops (setup.py): a C compiler and libc headers, from Debian
+# when missing.
 $(STAMP): requirements.txt constraints.txt setup.py setup.cfg package.xml ros2_stereo_depth/inference/matching_kernels.c
+	@command -v gcc >/dev/null && test -f /usr/include/stdlib.h || { if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends gcc libc6-dev >/dev/null; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c constraints.txt -r requirements.txt
