@@ -79,8 +79,7 @@ def match_rows(left_codes: np.ndarray, right_codes: np.ndarray, match_index: np.
               _checked("prior", prior, np.float32, image),
               _checked("centre", centre, np.float32, image)]
     # radius: the candidate's index rides in 7 bits of its key; half_window: window sums stay below 65535.
-    if right_codes.ndim != 1 or not 0 <= unmatchable_columns <= width or not 1 <= radius <= 63 \
-            or not 0 <= half_window <= 20:
+    if not 0 <= unmatchable_columns <= width or not 1 <= radius <= 63 or not 0 <= half_window <= 20:
         raise ValueError(f"matching kernels: bad arguments (right_codes {right_codes.shape}, unmatchable_columns "
                          f"{unmatchable_columns}, radius {radius}, half_window {half_window})")
     if height and width and (int(match_index.min()) - radius < 0 or int(match_index.max()) + radius >= right_codes.size):
