@@ -4,11 +4,11 @@
   a per-channel scale and shift, so it can live in the convolution's weights and bias: one kernel
   instead of two per layer. On a GPU, where this network's time is a few hundred small kernels rather
   than arithmetic, that matters; ONNX Runtime and TensorRT fold these themselves.
-* `half_precision_net`: the fp16 split of the fp16 ONNX graph and of the torch backend on CUDA. The
-  feature CNN, cost volume and 3D aggregation run in fp16; softmax/soft-argmin (regression.py casts to
-  float) and the 2D refinement stay fp32, because fp16 has a 1/16 px step above 64 px and a softmax over
-  D/4 bins loses the sub-pixel part. Explicit casts at the stage boundaries, rather than autocast's
-  cast before every layer.
+* `half_precision_net` (a copy) / `half_stages` (in place, on an inference copy): the fp16 split of the
+  fp16 ONNX graph and of the torch backend on CUDA. The feature CNN, cost volume and 3D aggregation run
+  in fp16; softmax/soft-argmin (regression.py casts to float) and the 2D refinement stay fp32, because
+  fp16 has a 1/16 px step above 64 px and a softmax over D/4 bins loses the sub-pixel part. Explicit
+  casts at the stage boundaries, rather than autocast's cast before every layer.
 * `channels_last_net`: every convolution in the channels-last layout, its weights and its input. cuDNN's
   fast convolution kernels are NHWC; given NCHW tensors it transposes in and out of each convolution
   (106 of the 275 GPU operations of a `fast` 640x480 frame on an H100, 0.32 ms).

@@ -109,7 +109,7 @@ PARAMETERS: dict[str, Param] = {
                             "width, or a 2.5th of the camera's when that is wider. Wider: more precise and slower",
                             0, MAX_MATCH_WIDTH_PX, read_only=False),
     "match_edges": Param(LocalMatching().edges, "last, at the camera resolution: each pixel beside a depth edge takes "
-                         "the side whose colour-weighted match is better (sharper outlines; about 40 ms at 640x480 "
+                         "the side whose colour-weighted match is better (sharper outlines; about 20 ms at 640x480 "
                          "on 2 cores)", read_only=False),
     "use_color": Param(True, "points2 carries an rgb field (from left/image_rect_color when published, "
                        "else left/image_rect)", read_only=False),
