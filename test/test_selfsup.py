@@ -5,17 +5,22 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
 
 from ros2_stereo_depth.artifacts.weights import shipped_weights
 from ros2_stereo_depth.cli import main
+from ros2_stereo_depth.config import get_config
+from ros2_stereo_depth.data.bags import StereoBag
 from ros2_stereo_depth.data.bag_writer import stereo_messages, write_bag
 from ros2_stereo_depth.data.heldout_bag import HeldOutDomain, heldout_frames, read_heldout_ground_truth, write_heldout_bag
 from ros2_stereo_depth.evaluation.pairs import evaluation_pairs
 from ros2_stereo_depth.data.synthetic import Photometric
 from ros2_stereo_depth.inference.sgbm import sgbm_disparity
+from ros2_stereo_depth.inference.base import resize_to_input
+from ros2_stereo_depth.training.datasets import open_dataset, open_real_items
 from ros2_stereo_depth.training.loop import train
 from ros2_stereo_depth.training.losses import self_supervised_terms
 from ros2_stereo_depth.training.proxy_labels import lr_checked_sgbm, lr_consistent, proxy_batch
@@ -127,6 +132,34 @@ def test_self_supervised_steps_on_a_bag_lower_the_photometric_error(tmp_path: Pa
     assert last["photometric"] < 0.9 * first["photometric"]  # frames 4-5, never trained on; measured -44 % / -18 %
     assert 0.0 < last["visible_fraction"] <= 1.0 and last["lr_consistency_px"] >= 0.0
     assert result.validation == report["scores"]
+
+
+def test_adaptation_sees_frames_at_the_network_input_size_as_the_node_does(tmp_path: Path) -> None:
+    """frame_size "network" (default): each recorded pair resized as the node resizes camera images
+    (INTER_AREA when shrinking, linear when enlarging) to the config's input, crops at most that large;
+    "recorded" keeps the bag's 96x64."""
+    bag, _ = write_heldout_bag(tmp_path, frames=3, domain=SMALL)
+    base = TrainSettings(config="tiny", data=str(bag), mode="self-supervised", crop_height=512, crop_width=512,
+                         holdout_every=0, holdout_last=1)
+    tiny = get_config("tiny")
+    crops = open_dataset(base, stage=0)
+    recorded = list(StereoBag(bag))
+    assert len(crops) == 2
+    first = crops[0]
+    assert first.left.shape == (tiny.height, tiny.width, 3) and first.disparity_px is None
+    # a crop as large as the frame is the whole frame: the resized pixels themselves
+    expected = [resize_to_input(frame.pair.left, tiny.width, tiny.height) for frame in recorded[:2]]
+    assert any(np.array_equal(first.left, e) for e in expected)
+    assert not np.array_equal(expected[0], cv2.resize(recorded[0].pair.left, (tiny.width, tiny.height),
+                                                      interpolation=cv2.INTER_NEAREST))
+    held = open_real_items(base)[2]
+    assert held.left.shape == (tiny.height, tiny.width, 3)
+    small = base.replace(frame_size="recorded", crop_height=64, crop_width=96)
+    assert open_dataset(small, stage=0)[0].left.shape == (64, 96, 3)
+    with pytest.raises(ValueError, match="smaller than the crop"):
+        open_dataset(small.replace(crop_height=128), stage=0)[0]
+    with pytest.raises(ValueError, match="frame_size"):
+        TrainSettings(frame_size="camera")
 
 
 def _two_camera_bag(path: Path, frames: int, right_delay_ns: int) -> Path:

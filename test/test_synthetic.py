@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from ros2_stereo_depth.data.camera import Photometric
-from ros2_stereo_depth.data.procedural import thin_structure_mask
+from ros2_stereo_depth.data import procedural, synthetic
+from ros2_stereo_depth.data.procedural import HELDOUT_FAMILIES, thin_structure_mask
 from ros2_stereo_depth.data.render import Rendered, add_specular, render_layers
 from ros2_stereo_depth.data.synthetic import (Layer, SceneParams, SyntheticSequence, SyntheticStereo, random_scene,
                                               render)
@@ -224,6 +225,50 @@ def test_sequence_moves_between_frames():
     f0, f1 = seq.frame(0), seq.frame(5)
     assert not np.array_equal(f0.disparity_px, f1.disparity_px)
     assert np.array_equal(seq.frame(5).left, f1.left)
+
+
+@pytest.mark.parametrize("family", HELDOUT_FAMILIES, ids=lambda f: f.__name__)
+def test_heldout_texture_families_are_textured_and_deterministic(family):
+    """Each held-out family: float32 in [0, 1], the same for a seed, and texture above 2 % (9x9 standard
+    deviation) on at least 40 % of the pixels over 8 seeds; training's flat family has none, so a
+    textureless family would fail (it would test nothing that self-supervision can learn)."""
+    a, b = family(np.random.default_rng(4), 120, 160), family(np.random.default_rng(4), 120, 160)
+    c = family(np.random.default_rng(5), 120, 160)
+    assert a.dtype == np.float32 and a.shape == (120, 160, 3) and 0.0 <= a.min() and a.max() <= 1.0
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    textured = []
+    for seed in range(8):
+        grey = cv2.cvtColor(family(np.random.default_rng(seed), 120, 160), cv2.COLOR_RGB2GRAY)
+        mean = cv2.blur(grey, (9, 9))
+        textured.append(float((np.sqrt(np.maximum(cv2.blur(grey * grey, (9, 9)) - mean * mean, 0.0)) > 0.02).mean()))
+    assert np.mean(textured) > 0.4, textured
+
+
+def test_training_never_draws_a_heldout_family_and_the_heldout_scenes_draw_only_those(monkeypatch, bank):
+    """The held-out recording's surfaces are new to the shipped weights only if training never draws
+    them; and a held-out scene draws nothing else (every texture comes from heldout_texture)."""
+    calls = []
+    real = procedural.heldout_texture
+
+    def counted(rng, height, width):
+        calls.append((height, width))
+        return real(rng, height, width)
+
+    monkeypatch.setattr(synthetic, "heldout_texture", counted)
+    for textures in (None, bank):
+        data = SyntheticStereo(SceneParams(64, 96, 24.0, thin_structure_prob=1.0), seed=8, textures=textures)
+        for i in range(12):
+            data[i]
+    assert not calls
+    for name in ("flat_texture", "noise_texture", "repetitive_texture"):
+        monkeypatch.setattr(synthetic, name, lambda *args: pytest.fail(f"a held-out scene drew {name}"))
+    params = SceneParams(64, 96, 24.0, thin_structure_prob=1.0, texture_families="heldout")
+    SyntheticSequence(params, seed=3).frame(0)
+    for i in range(4):
+        SyntheticStereo(params, seed=8)[i]
+    assert len(calls) >= 8
+    with pytest.raises(ValueError, match="texture_families"):
+        SceneParams(texture_families="photos")
 
 
 # --- texture sources: what is used, and what never may be ---------------------------------------

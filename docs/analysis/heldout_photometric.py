@@ -1,6 +1,7 @@
-"""README *Fine-tuning on your own recordings*, held-out domain: where `tiny`'s errors are, and how the
-photometric errors rank the ground truth against the networks' maps. Run from the repository root:
-    python -m ros2_stereo_depth.data.heldout_bag heldout/ --frames 60
+"""README *Fine-tuning on your own recordings*, the noisy recording (training's texture families): where
+`tiny`'s errors are, and how the photometric errors rank the ground truth against the networks' maps. Run
+from the repository root:
+    python -m ros2_stereo_depth.data.heldout_bag heldout/ --frames 60 --texture-families training
     PYTHONPATH=$PWD python3 docs/analysis/heldout_photometric.py heldout [ADAPTED.safetensors ...]
 """
 import collections

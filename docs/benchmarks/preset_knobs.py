@@ -3,7 +3,8 @@ several network inputs, the first matching level at several widths (SGBM fusion,
 second level, no edge sides: the preset's matching), and the preset with the edge sides on; Aloe at
 641x555 through the node's whole disparity path, times interleaved; SGBM and SGBM with its holes filled at the chart sizes before them. 2 cores: a few minutes.
     PYTHONPATH=$PWD python3 docs/benchmarks/preset_knobs.py
-The held-out column: stereo-depth evaluate --dataset heldout --frames 40:60 --config tiny --height H
+The held-out column (the noisy recording: python -m ros2_stereo_depth.data.heldout_bag heldout/ --frames 60
+--texture-families training): stereo-depth evaluate --dataset heldout --frames 40:60 --config tiny --height H
 --width W --match-radius 0 --match-camera-radius 0 --match-width L (README "Fine-tuning")."""
 from ros2_stereo_depth.evaluation.bench_report import make_backend
 from ros2_stereo_depth.evaluation.speed_chart import SGBM, SGBM_FILLED, accuracy_at_size, load_aloe

@@ -2,12 +2,16 @@
 
 The domain differs from what training sees (SceneParams(256, 320, ~122 px) with Photometric's default
 noise of at most 3 % and textures cut from shipped images 40 % of the time): another camera (focal
-length, baseline and nearest depth set the disparity range), stronger sensor noise, procedural
-textures only. The bag holds what a rectifying stereo driver publishes, <ns>/{left,right}/image_rect +
-camera_info; the ground truth (left-view disparity, occlusion) goes to a side file, ground_truth.npz,
-keyed by the image stamps, for evaluating on frames that fine-tuning did not use.
+length, baseline and nearest depth set the disparity range), stronger sensor noise, and texture
+families that training never draws (procedural.HELDOUT_FAMILIES: stones, grain, gravel, strokes).
+`texture_families="training"` draws training's procedural families instead: the noisy recording of
+earlier measurements, where the camera and the noise are the only changes. The bag holds what a
+rectifying stereo driver publishes, <ns>/{left,right}/image_rect + camera_info; the ground truth
+(left-view disparity, occlusion) goes to a side file, ground_truth.npz, keyed by the image stamps, for
+evaluating on frames that fine-tuning did not use.
 
     python -m ros2_stereo_depth.data.heldout_bag OUT_DIR [--frames 60] [--storage mcap|sqlite3]
+        [--texture-families heldout|training] [--seed 2026]
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ import numpy as np
 
 from ..geometry import StereoCamera
 from .bag_writer import COMPRESSED_FORMATS, RAW_ENCODINGS, STORAGES, BagMessage, stereo_messages, write_bag
-from .synthetic import Photometric, SceneParams, SyntheticSequence
+from .synthetic import TEXTURE_FAMILIES, Photometric, SceneParams, SyntheticSequence
 
 GROUND_TRUTH_FILE = "ground_truth.npz"
 
@@ -36,6 +40,7 @@ class HeldOutDomain:
     frame_rate_hz: float = 10.0
     latency_s: float = 0.004  # receive time after the stamp, as on a real graph
     seed: int = 2026
+    texture_families: str = "heldout"  # synthetic.TEXTURE_FAMILIES
     photometric: Photometric = field(default_factory=lambda: Photometric(
         gain_range=(0.7, 1.1), bias_range=(-0.05, 0.05), gamma_range=(0.9, 1.1), colour_jitter=0.03,
         noise_std_range=(0.04, 0.06), blur_prob=0.0, vertical_jitter_px=0.0))
@@ -50,7 +55,8 @@ class HeldOutDomain:
                             self.baseline_m, self.width, self.height)
 
     def scene(self) -> SceneParams:
-        return SceneParams(self.height, self.width, self.max_disparity_px, image_texture_prob=0.0)
+        return SceneParams(self.height, self.width, self.max_disparity_px, image_texture_prob=0.0,
+                           texture_families=self.texture_families)
 
 
 @dataclass
@@ -110,8 +116,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--frames", type=int, default=60)
     parser.add_argument("--storage", choices=STORAGES, default="mcap")
     parser.add_argument("--encoding", choices=RAW_ENCODINGS + COMPRESSED_FORMATS, default="rgb8")
+    parser.add_argument("--texture-families", choices=TEXTURE_FAMILIES, default=HeldOutDomain.texture_families,
+                        help="heldout: families training never draws (default); training: training's procedural ones")
+    parser.add_argument("--seed", type=int, default=HeldOutDomain.seed, help="the scene and its noise")
     args = parser.parse_args(argv)
-    bag, truth = write_heldout_bag(args.out_dir, args.frames, args.storage, args.encoding)
+    domain = HeldOutDomain(seed=args.seed, texture_families=args.texture_families)
+    bag, truth = write_heldout_bag(args.out_dir, args.frames, args.storage, args.encoding, domain)
     print(f"wrote {bag} ({args.frames} stereo frames, {args.storage}) and {truth}")
 
 

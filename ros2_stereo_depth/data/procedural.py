@@ -1,5 +1,8 @@
 """Procedural textures and masks for scene layers: value noise, stripes and tiles (repetitive),
 flat colours (textureless), blob shapes, and thin structures (branches, wires, fences, railings).
+Four more texture families (HELDOUT_FAMILIES: stones, grain, gravel, strokes) are never drawn by
+training; the held-out-domain recording (data/heldout_bag.py) uses them, so that its surfaces are new
+to the shipped weights.
 
 Textures are (H, W, 3) float32 in [0, 1]; masks are (H, W) uint8 0/1. Everything is drawn from the
 caller's numpy Generator, so a scene is a pure function of its seed.
@@ -76,6 +79,72 @@ def noise_texture(rng: np.random.Generator, height: int, width: int) -> np.ndarr
     contrast = np.float32(rng.uniform(0.3, 1.0))
     offset = np.float32(0.5 - 0.5 * contrast + rng.uniform(-0.2, 0.2))
     return clip01(tex * contrast + offset)
+
+
+def _colour(values: np.ndarray) -> tuple[float, float, float]:
+    r, g, b = (float(v) for v in np.clip(values, 0.0, 1.0))
+    return r, g, b
+
+
+def stone_texture(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """Paving stones or pebbles: cells around random seeds (nearest seed), one tint each, dark joints."""
+    count = max(2, int(height * width / rng.uniform(150, 900)))
+    seeds = np.ones((height, width), np.uint8)
+    seeds[rng.integers(0, height, count), rng.integers(0, width, count)] = 0
+    _, cells = cv2.distanceTransformWithLabels(seeds, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
+    tints = rng.random(3).astype(np.float32) + rng.normal(0, 0.15, (int(cells.max()) + 1, 3)).astype(np.float32)
+    tex = tints[cells]
+    joint = np.zeros((height, width), np.uint8)
+    joint[:, 1:] |= cells[:, 1:] != cells[:, :-1]
+    joint[1:, :] |= cells[1:, :] != cells[:-1, :]
+    tex[cv2.dilate(joint, np.ones((2, 2), np.uint8)) > 0] *= np.float32(rng.uniform(0.3, 0.6))
+    return clip01(tex + 0.1 * (value_noise(rng, height, width, 1) - 0.5))
+
+
+def grain_texture(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """Wood or marble: bands 4-16 px apart along a random direction, warped by value noise."""
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    angle, period = rng.uniform(0, np.pi), rng.uniform(4, 16)
+    warp = value_noise(rng, height, width, 1)[..., 0] * np.float32(rng.uniform(5, 30))
+    phase = (xx * np.float32(np.cos(angle)) + yy * np.float32(np.sin(angle)) + warp) * np.float32(2 * np.pi / period)
+    bands = (0.5 + 0.5 * np.sin(phase)) ** np.float32(rng.uniform(0.5, 3.0))
+    colours = rng.random((2, 3)).astype(np.float32)
+    return clip01(colours[0] + (colours[1] - colours[0]) * bands[..., None])
+
+
+def gravel_texture(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """Gravel or speckle: thousands of 1-3 px grains of random greys on a ground colour."""
+    tex = np.empty((height, width, 3), np.float32)
+    tex[:] = rng.random(3)
+    count = int(height * width / rng.uniform(20, 80))
+    for x, y, radius, grey, tint in zip(rng.integers(0, width, count), rng.integers(0, height, count),
+                                        rng.integers(1, 4, count), rng.random(count), rng.normal(0, 0.08, (count, 3))):
+        cv2.circle(tex, (int(x), int(y)), int(radius), _colour(grey + tint), -1)
+    return clip01(cv2.GaussianBlur(tex, (0, 0), 0.6))
+
+
+def stroke_texture(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """Posters, labels, graffiti: short dark strokes and arcs on a light ground."""
+    tex = np.empty((height, width, 3), np.float32)
+    tex[:] = rng.uniform(0.6, 1.0, 3)
+    ink = _colour(rng.uniform(0.0, 0.4, 3))
+    for _ in range(int(height * width / rng.uniform(100, 400))):
+        x, y, length, angle = rng.uniform(0, width), rng.uniform(0, height), rng.uniform(3, 15), rng.uniform(0, np.pi)
+        if rng.random() < 0.5:
+            end = (int(x + length * np.cos(angle)), int(y + length * np.sin(angle)))
+            cv2.line(tex, (int(x), int(y)), end, ink, int(rng.integers(1, 3)))
+        else:
+            cv2.ellipse(tex, (int(x), int(y)), (int(length / 2), int(length / 3)), float(np.degrees(angle)), 0.0,
+                        float(rng.uniform(90, 360)), ink, 1)
+    return clip01(cv2.GaussianBlur(tex, (0, 0), 0.5))
+
+
+HELDOUT_FAMILIES = (stone_texture, grain_texture, gravel_texture, stroke_texture)
+
+
+def heldout_texture(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """A texture from a family training never draws (HELDOUT_FAMILIES), chosen uniformly."""
+    return HELDOUT_FAMILIES[int(rng.integers(len(HELDOUT_FAMILIES)))](rng, height, width)
 
 
 def blob_mask(rng: np.random.Generator, height: int, width: int) -> np.ndarray:

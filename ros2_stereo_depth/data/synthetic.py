@@ -19,13 +19,16 @@ import cv2
 import numpy as np
 
 from .camera import Photometric
-from .procedural import (blob_mask, flat_texture, noise_texture, repetitive_texture, smooth_surface,
-                         thin_structure_mask)
+from .procedural import (blob_mask, flat_texture, heldout_texture, noise_texture, repetitive_texture,
+                         smooth_surface, thin_structure_mask)
 from .render import Layer, StereoSample, add_specular, finish, mask_bbox, render, render_layers
 from .textures import TextureBank
 
 __all__ = ["Layer", "Photometric", "SceneParams", "StereoSample", "SyntheticSequence", "SyntheticStereo",
            "random_scene", "render", "render_scaled"]
+
+
+TEXTURE_FAMILIES = ("training", "heldout")
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,13 @@ class SceneParams:
     # Share of distant scenes: every layer but thin structures within 3-25 % of the range (far walls,
     # streets, sky lines: small disparities everywhere). 0 draws exactly the scenes of earlier versions.
     far_scene_prob: float = 0.0
+    # "training": the families above; "heldout": only procedural.HELDOUT_FAMILIES, which training never
+    # draws (the held-out-domain recording, data/heldout_bag.py).
+    texture_families: str = "training"
+
+    def __post_init__(self) -> None:
+        if self.texture_families not in TEXTURE_FAMILIES:
+            raise ValueError(f"texture_families must be one of {TEXTURE_FAMILIES}, not {self.texture_families!r}")
 
 
 def _fit_plane(rng: np.random.Generator, box: tuple[int, int, int, int], lo: float, hi: float,
@@ -109,7 +119,9 @@ def _add_layer(rng: np.random.Generator, layers: list[Layer], texture: np.ndarra
 
 def _texture(rng: np.random.Generator, params: SceneParams, textures: TextureBank | None, height: int,
              width: int) -> np.ndarray:
-    """A procedural layer's texture: flat, a photo crop, repetitive or value noise."""
+    """A procedural layer's texture: flat, a photo crop, repetitive or value noise (or a held-out family)."""
+    if params.texture_families == "heldout":
+        return heldout_texture(rng, height, width)
     photos = textures is not None and len(textures) > 0
     kind = rng.random()
     if kind < params.textureless_prob:
@@ -124,6 +136,8 @@ def _texture(rng: np.random.Generator, params: SceneParams, textures: TextureBan
 
 def _thin_texture(rng: np.random.Generator, params: SceneParams, textures: TextureBank | None, height: int,
                   width: int) -> np.ndarray:
+    if params.texture_families == "heldout":
+        return heldout_texture(rng, height, width)
     if textures is not None and len(textures) and rng.random() < 0.5:
         return textures.crop(rng, height, width, 1)[1].image
     return flat_texture(rng, height, width) if rng.random() < 0.5 else noise_texture(rng, height, width)

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from ..training.loop import train
-from ..training.settings import (FIELDS, TEXTURES, TrainSettings, load_schedule, load_yaml, settings_from_mapping,
+from ..training.settings import (FIELDS, FRAME_SIZES, TEXTURES, TrainSettings, load_schedule, load_yaml, settings_from_mapping,
                                  start_weights)
 
 FLAG_FIELDS = ("batch_size", "crop_height", "crop_width", "max_disparity", "seed", "workers", "threads",
@@ -52,6 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     bags.add_argument("--proxy-weight", type=float, default=None,
                       help="weight of SGBM proxy labels that pass a left-right check (default "
                            f"{d.proxy_weight}: off)")
+    bags.add_argument("--frame-size", choices=FRAME_SIZES, default=None,
+                      help="'network': resize every pair to the config's network input, as the node does before "
+                           f"inference; 'recorded': keep the recorded size (default {d.frame_size})")
     parser.epilog = ("Self-supervised on real data: every --holdout-every-th pair (default "
                      f"{d.holdout_every}) and the last --holdout-last pairs are not trained on; they are scored "
                      "label-free every --validate-every steps (log, TensorBoard, RUN/validation.json).")

@@ -12,7 +12,9 @@ from functools import partial
 import numpy as np
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
+from ..config import get_config
 from ..data.batches import collate, random_crop
+from ..inference.base import resize_to_input
 from ..pair import StereoPair
 from .settings import TrainSettings
 from .validation import split_holdout
@@ -76,17 +78,43 @@ class CroppedItems(Dataset):
         return random_crop(self.items[index], self.height, self.width, rng)
 
 
+class NetworkSizeItems(Dataset):
+    """Unlabelled pairs resized to the network input as the node resizes camera images (inference/base.py
+    resize_to_input: INTER_AREA when shrinking), so that self-supervised adaptation trains on the pixels
+    the network sees at inference: a 320x240 camera feeds `fast` 640x480 images with twice its disparities."""
+
+    def __init__(self, items: Dataset, width: int, height: int) -> None:
+        self.items, self.width, self.height = items, width, height
+
+    def __len__(self) -> int:
+        return len(self.items)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> StereoPair:
+        pair = self.items[index]
+        return StereoPair(resize_to_input(pair.left, self.width, self.height),
+                          resize_to_input(pair.right, self.width, self.height), None, None)
+
+
+def at_network_size(settings: TrainSettings) -> bool:
+    return settings.mode == "self-supervised" and settings.data != "synthetic" and settings.frame_size == "network"
+
+
 def holds_out(settings: TrainSettings) -> bool:
     """Self-supervised training on real data keeps pairs out for label-free validation (training/validation.py)."""
     return settings.mode == "self-supervised" and settings.data != "synthetic"
 
 
 def open_real_items(settings: TrainSettings) -> Dataset:
-    """Every full-size pair of the stage's dataset or bag, held-out ones included."""
+    """Every pair of the stage's dataset or bag, held-out ones included: at the recorded size, or at the
+    network's input size (at_network_size)."""
     from ..data.readers import open_training_dataset  # real formats only when asked
-    return open_training_dataset(settings.data, settings.data_format, settings.mode,
-                                 left_topic=settings.left_topic or None, right_topic=settings.right_topic or None,
-                                 tolerance_s=settings.stamp_tolerance_s)
+    items = open_training_dataset(settings.data, settings.data_format, settings.mode,
+                                  left_topic=settings.left_topic or None, right_topic=settings.right_topic or None,
+                                  tolerance_s=settings.stamp_tolerance_s)
+    if at_network_size(settings):
+        config = get_config(settings.config)
+        return NetworkSizeItems(items, config.width, config.height)
+    return items
 
 
 def open_dataset(settings: TrainSettings, stage: int) -> Dataset:
@@ -96,7 +124,11 @@ def open_dataset(settings: TrainSettings, stage: int) -> Dataset:
     if holds_out(settings):
         training, _ = split_holdout(len(items), settings.holdout_every, settings.holdout_last)  # type: ignore[arg-type]
         items = Subset(items, training)
-    return CroppedItems(items, settings.crop_height, settings.crop_width, settings.seed * 1000 + stage)
+    height, width = settings.crop_height, settings.crop_width
+    if at_network_size(settings):  # a crop larger than the network's input would need pixels no frame has
+        config = get_config(settings.config)
+        height, width = min(height, config.height), min(width, config.width)
+    return CroppedItems(items, height, width, settings.seed * 1000 + stage)
 
 
 def _ignore_sigint(_: int) -> None:

@@ -22,6 +22,7 @@ from ..data.readers import MODES
 
 
 TEXTURES = ("photos", "none")
+FRAME_SIZES = ("network", "recorded")
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,10 @@ class TrainSettings:
     # Self-supervised photometric term over this many scales (1: full size only; 3: also images pooled
     # by 2 and 4, which averages sensor noise away: training/losses.py).
     photometric_scales: int = 1
+    # Real data, self-supervised: "network" resizes every pair to the config's network input, as the node
+    # resizes camera images before inference, so that adaptation sees the pixels inference sees (crops are
+    # then at most that size); "recorded" keeps the recorded size.
+    frame_size: str = "network"
     log_every: int = 20
     image_every: int = 500
     checkpoint_every: int = 200
@@ -67,6 +72,8 @@ class TrainSettings:
     def __post_init__(self) -> None:
         if self.textures not in TEXTURES:
             raise ValueError(f"unknown textures {self.textures!r}; choose one of {TEXTURES}")
+        if self.frame_size not in FRAME_SIZES:
+            raise ValueError(f"unknown frame_size {self.frame_size!r}; choose one of {FRAME_SIZES}")
         if self.mode not in MODES:
             raise ValueError(f"unknown training mode {self.mode!r}; choose one of {MODES}")
         if self.steps <= 0 or self.batch_size <= 0:
