@@ -77,7 +77,7 @@ def snap_to_edge_sides(disparity_px: np.ndarray, left_rgb: np.ndarray, right_rgb
 
     def costs(part: slice) -> np.ndarray:
         """(2, n) weighted mean errors of the other side's match and the pixel's own, for at[part]."""
-        return support_weighted_costs(left_at[part], np.ascontiguousarray(right_at[:, part]), left, right, guide,
+        return support_weighted_costs(left_at[part], right_at[:, part], left, right, guide,
                                       _WEIGHTS, pad, SUPPORT_STRIDE_PX, padded_width, MAX_COLOUR_ERROR)
 
     workers = min(threads or BANDS, at.size)

@@ -30,6 +30,7 @@ import numpy as np
 from .census_matching import MAX_RADIUS_PX, refine_disparity
 from .disparity_resize import resize_disparity, upsample_to_camera
 from .edge_sides import snap_to_edge_sides
+from .matching_kernels import library
 from .sgbm_fusion import fuse_sgbm, sgbm_matches
 
 __all__ = ["MAX_MATCH_WIDTH_PX", "MAX_RADIUS_PX", "NO_MATCHING", "LocalMatching"]
@@ -96,8 +97,6 @@ class LocalMatching:
         """Load the compiled loops (matching_kernels.py) now when these settings use them: a package built
         without them stops at start-up with one clear error instead of failing every frame."""
         if self.compiled:
-            from .matching_kernels import library
-
             library()
 
     def first_level_size(self, image_wh: tuple[int, int], network_wh: tuple[int, int]) -> tuple[int, int]:

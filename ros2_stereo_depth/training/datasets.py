@@ -95,26 +95,28 @@ class NetworkSizeItems(Dataset):
                           resize_to_input(pair.right, self.width, self.height), None, None)
 
 
-def at_network_size(settings: TrainSettings) -> bool:
-    return settings.mode == "self-supervised" and settings.data != "synthetic" and settings.frame_size == "network"
-
-
 def holds_out(settings: TrainSettings) -> bool:
     """Self-supervised training on real data keeps pairs out for label-free validation (training/validation.py)."""
     return settings.mode == "self-supervised" and settings.data != "synthetic"
 
 
+def network_size(settings: TrainSettings) -> tuple[int, int] | None:
+    """(width, height) every real pair is resized to (self-supervised, frame_size "network"), else None."""
+    if not (holds_out(settings) and settings.frame_size == "network"):
+        return None
+    config = get_config(settings.config)
+    return config.width, config.height
+
+
 def open_real_items(settings: TrainSettings) -> Dataset:
     """Every pair of the stage's dataset or bag, held-out ones included: at the recorded size, or at the
-    network's input size (at_network_size)."""
+    network's input size (`network_size`)."""
     from ..data.readers import open_training_dataset  # real formats only when asked
     items = open_training_dataset(settings.data, settings.data_format, settings.mode,
                                   left_topic=settings.left_topic or None, right_topic=settings.right_topic or None,
                                   tolerance_s=settings.stamp_tolerance_s)
-    if at_network_size(settings):
-        config = get_config(settings.config)
-        return NetworkSizeItems(items, config.width, config.height)
-    return items
+    size = network_size(settings)
+    return items if size is None else NetworkSizeItems(items, *size)
 
 
 def open_dataset(settings: TrainSettings, stage: int) -> Dataset:
@@ -125,9 +127,9 @@ def open_dataset(settings: TrainSettings, stage: int) -> Dataset:
         training, _ = split_holdout(len(items), settings.holdout_every, settings.holdout_last)  # type: ignore[arg-type]
         items = Subset(items, training)
     height, width = settings.crop_height, settings.crop_width
-    if at_network_size(settings):  # a crop larger than the network's input would need pixels no frame has
-        config = get_config(settings.config)
-        height, width = min(height, config.height), min(width, config.width)
+    size = network_size(settings)
+    if size is not None:  # a crop larger than the network's input would need pixels no frame has
+        height, width = min(height, size[1]), min(width, size[0])
     return CroppedItems(items, height, width, settings.seed * 1000 + stage)
 
 
