@@ -25,7 +25,10 @@ from ros2_stereo_depth.training.loop import train
 from ros2_stereo_depth.training.losses import self_supervised_terms
 from ros2_stereo_depth.training.proxy_labels import lr_checked_sgbm, lr_consistent, proxy_batch
 from ros2_stereo_depth.training.settings import TrainSettings
-from ros2_stereo_depth.training.validation import VALIDATION_FILE, split_holdout
+from ros2_stereo_depth.artifacts.weights import load_model
+from ros2_stereo_depth.model import StereoNet
+from ros2_stereo_depth.training import validation
+from ros2_stereo_depth.training.validation import VALIDATION_FILE, HeldOutValidation, split_holdout
 from ros2_stereo_depth.data.batches import collate
 from ros2_stereo_depth.pair import StereoPair
 
@@ -132,6 +135,52 @@ def test_self_supervised_steps_on_a_bag_lower_the_photometric_error(tmp_path: Pa
     assert last["photometric"] < 0.9 * first["photometric"]  # frames 4-5, never trained on; measured -44 % / -18 %
     assert 0.0 < last["visible_fraction"] <= 1.0 and last["lr_consistency_px"] >= 0.0
     assert result.validation == report["scores"]
+
+
+def test_validation_keeps_the_best_weights_that_did_not_collapse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scripted scores: step 20 has the lowest photometric error but its disparity spread collapsed to a
+    tenth of step 0's, so step 40 (the best of the rest) is kept and its weights are loaded back."""
+    scripted = {0: (0.30, 10.0), 20: (0.20, 1.0), 40: (0.25, 8.0), 60: (0.28, 9.0)}
+    monkeypatch.setattr(validation, "score", lambda net, pairs, device: {
+        "pairs": 1, "photometric": scripted[int(net.marker)][0], "lr_consistency_px": 0.5,
+        "visible_fraction": 0.9, "disparity_spread_px": scripted[int(net.marker)][1]})
+    net = StereoNet(get_config("tiny"))
+    net.register_buffer("marker", torch.zeros(()))  # which step's weights the net holds
+    held = HeldOutValidation([StereoPair(np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4, 3), np.uint8), None, None)],
+                             True, 20, tmp_path, None)
+    for step in scripted:
+        net.marker.fill_(step)
+        held(net, torch.device("cpu"), step)
+    assert [held.eligible(row) for row in held.rows] == [True, False, True, True]
+    assert held.keep_best(net) == 40 and float(net.marker) == 40.0
+    assert json.loads((tmp_path / VALIDATION_FILE).read_text())["kept_step"] == 40
+    # When the last score is the best, the last weights stand.
+    scripted[80] = (0.1, 9.5)
+    net.marker.fill_(80)
+    held(net, torch.device("cpu"), 80)
+    assert held.keep_best(net) is None and float(net.marker) == 80.0
+
+
+def test_a_diverging_adaptation_ends_with_its_starting_weights(tmp_path: Path) -> None:
+    """lr 5 wrecks the network in a step; the run writes the shipped weights back (keep_weights "best")
+    and says which step it kept; keep_weights "last" writes the wrecked ones."""
+    bag, _ = write_heldout_bag(tmp_path, frames=4, domain=SMALL)
+    base = TrainSettings(config="tiny", data=str(bag), mode="self-supervised", steps=2, batch_size=1, crop_height=64,
+                         crop_width=96, max_disparity=32, lr=5.0, warmup_steps=0, workers=0, holdout_every=0,
+                         holdout_last=1, validate_every=1, checkpoint_every=1000, init_weights=str(shipped_weights("tiny")))
+    shipped = load_model("tiny").net.state_dict()
+    for keep in ("best", "last"):
+        result = train([base.replace(keep_weights=keep)], tmp_path / keep)
+        written = load_model(weights=str(result.weights)).net.state_dict()
+        same = all(torch.equal(written[k], shipped[k]) for k in shipped)
+        report = json.loads((tmp_path / keep / VALIDATION_FILE).read_text())
+        scores = {row["step"]: row for row in report["scores"]}
+        assert scores[2]["photometric"] > scores[0]["photometric"] or not np.isfinite(scores[2]["photometric"])
+        if keep == "best":
+            assert same and report["kept_step"] == 0
+            assert json.loads(result.weights.with_suffix(".json").read_text())["info"]["kept_step"] == 0
+        else:
+            assert not same and "kept_step" not in report
 
 
 def test_adaptation_sees_frames_at_the_network_input_size_as_the_node_does(tmp_path: Path) -> None:

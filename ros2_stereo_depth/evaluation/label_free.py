@@ -4,10 +4,12 @@ The same terms the self-supervised loss trains on (training/losses.py, reused he
   photometric      0.85 (1 - SSIM)/2 + 0.15 L1 between the left image and the right image warped into the
                    left view by the disparity, over left pixels visible in the right view (not occluded,
                    not outside it); 0 for a perfect match, images in [0, 1]
-  lr_consistency_px  |d_left - d_right sampled where each left pixel lands|, over in-view pixels (occluded
-                   ones included, as in training, so that declaring pixels occluded is no way out: even the
-                   true disparity scores the occluder/occluded gap there, a fraction of a pixel on typical scenes)
-  visible_fraction share of left pixels the photometric term covers
+  lr_consistency_px  |d_left - d_right sampled where each left pixel lands|, over the same visible pixels
+  visible_fraction share of left pixels both terms cover (declaring pixels occluded would shrink it)
+  disparity_spread_px  the 95th minus the 5th percentile of the left disparity: the depth range seen. A
+                   network that collapses towards one disparity everywhere (the degenerate answer of
+                   photometric + smoothness losses on weak texture and noise) can lower both errors,
+                   but not keep its spread (training/validation.py keeps no such weights)
 The right-view disparity is what the same predictor gives for the mirrored pair (right image mirrored as
 the left one), as training does. Lower is better for both errors; use them to compare weights on
 held-out frames of a recording, not as an accuracy figure (a textureless wall matches at any disparity).
@@ -49,8 +51,9 @@ def label_free_terms(left: np.ndarray | torch.Tensor, right: np.ndarray | torch.
     disparity, disparity_right = _disparity(disparity_px), _disparity(disparity_right_px)
     terms = self_supervised_terms(left_t, right_t, disparity, disparity_right)
     visible = visible_mask(disparity, disparity_right) & in_view(disparity)
+    low, high = torch.quantile(disparity.flatten(1), disparity.new_tensor([0.05, 0.95]), dim=1)
     return {"photometric": float(terms["photometric"]), "lr_consistency_px": float(terms["lr_consistency"]),
-            "visible_fraction": float(visible.float().mean())}
+            "visible_fraction": float(visible.float().mean()), "disparity_spread_px": float((high - low).mean())}
 
 
 def mirrored(predict: Predictor, left_rgb: np.ndarray, right_rgb: np.ndarray) -> np.ndarray:
@@ -65,6 +68,7 @@ class LabelFreeReport:
     photometric: float  # mean over pairs
     lr_consistency_px: float
     visible_fraction: float
+    disparity_spread_px: float
 
 
 def label_free_report(predict: Predictor, pairs: Iterable[StereoPair]) -> LabelFreeReport:
@@ -78,4 +82,5 @@ def label_free_report(predict: Predictor, pairs: Iterable[StereoPair]) -> LabelF
     if not rows:
         raise ValueError("no pairs to evaluate")
     mean = {key: float(np.mean([row[key] for row in rows])) for key in rows[0]}
-    return LabelFreeReport(len(rows), mean["photometric"], mean["lr_consistency_px"], mean["visible_fraction"])
+    return LabelFreeReport(len(rows), mean["photometric"], mean["lr_consistency_px"], mean["visible_fraction"],
+                           mean["disparity_spread_px"])

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from ..training.loop import train
-from ..training.settings import (FIELDS, FRAME_SIZES, TEXTURES, TrainSettings, load_schedule, load_yaml, settings_from_mapping,
+from ..training.settings import (FIELDS, FRAME_SIZES, KEEP_WEIGHTS, TEXTURES, TrainSettings, load_schedule, load_yaml, settings_from_mapping,
                                  start_weights)
 
 FLAG_FIELDS = ("batch_size", "crop_height", "crop_width", "max_disparity", "seed", "workers", "threads",
@@ -55,6 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     bags.add_argument("--frame-size", choices=FRAME_SIZES, default=None,
                       help="'network': resize every pair to the config's network input, as the node does before "
                            f"inference; 'recorded': keep the recorded size (default {d.frame_size})")
+    bags.add_argument("--keep-weights", choices=KEEP_WEIGHTS, default=None,
+                      help="'best': end with the held-out pairs' best-scored weights that did not collapse, the "
+                           f"starting ones included; 'last': the last step's (default {d.keep_weights})")
     parser.epilog = ("Self-supervised on real data: every --holdout-every-th pair (default "
                      f"{d.holdout_every}) and the last --holdout-last pairs are not trained on; they are scored "
                      "label-free every --validate-every steps (log, TensorBoard, RUN/validation.json).")

@@ -186,6 +186,11 @@ def _train(stages: list[TrainSettings], out_dir: Path, resume: bool, command: st
             info["texture_files"] = texture_record()
         save_weights(net.cpu().eval(), final, info)
         validate(final=True)  # after the weights are safe: scoring many held-out pairs can take a while
+        kept = validation.keep_best(net) if validation is not None and stages[-1].keep_weights == "best" else None
+        if kept is not None:
+            save_weights(net.eval(), final, {**info, "kept_step": kept})
+            print(f"kept the weights of step {kept}: the held-out pairs scored best there (lowest photometric "
+                  f"error without a collapse of the disparity spread); --keep-weights last keeps step {step}'s")
         writer.close()  # type: ignore[union-attr]
         if interrupted:
             again = command if "--resume" in command.split() else f"{command} --resume"

@@ -3,8 +3,8 @@
 Supervised: smooth-L1 over pixels with valid ground truth, on the final and intermediate outputs.
 Self-supervised (no ground truth): the right image warped into the left view by the predicted
 disparity must look like the left image (0.85 SSIM + 0.15 L1, Monodepth), except where the left
-pixel is occluded in the right view or falls outside it; the left disparity must agree with the
-right-view disparity it lands on (left-right consistency); and the disparity should be smooth
+pixel is occluded in the right view or falls outside it; where it is visible, the left disparity must
+agree with the right-view disparity it lands on (left-right consistency); and the disparity should be smooth
 except at image edges.
 """
 from __future__ import annotations
@@ -128,10 +128,11 @@ def self_supervised_terms(left_rgb: torch.Tensor, right_rgb: torch.Tensor, dispa
             visible_s = -F.max_pool2d(-visible, factor)  # visible only if every pooled pixel is
         error = photometric_error(left_s, warp_right_to_left(right_s, disparity_s))
         photometric = photometric + (error * visible_s).sum() / visible_s.sum().clamp(min=1.0) / photometric_scales
-    # Over every in-view pixel, not just the visible ones: otherwise declaring pixels occluded would
-    # be a free way out of both terms.
-    inside = in_view(disparity.detach()).float()
-    lr = ((disparity - warp_right_to_left(disparity_right, disparity)).abs() * inside).sum() / inside.sum().clamp(min=1.0)
+    # Over the visible pixels only: an occluded left pixel lands on the occluder in the right view, so
+    # the term would pull it to the occluder's disparity (foreground fattening; measured: adaptation
+    # then doubled the error in occluded areas). The mask is computed without gradient, so no step is
+    # rewarded for declaring pixels occluded; `visible_fraction` in the label-free report shows it anyway.
+    lr = ((disparity - warp_right_to_left(disparity_right, disparity)).abs() * visible).sum() / visible.sum().clamp(min=1.0)
     return {"photometric": photometric, "lr_consistency": lr, "smoothness": smoothness_loss(disparity, left_rgb)}
 
 

@@ -23,6 +23,7 @@ from ..data.readers import MODES
 
 TEXTURES = ("photos", "none")
 FRAME_SIZES = ("network", "recorded")
+KEEP_WEIGHTS = ("best", "last")
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,9 @@ class TrainSettings:
     # resizes camera images before inference, so that adaptation sees the pixels inference sees (crops are
     # then at most that size); "recorded" keeps the recorded size.
     frame_size: str = "network"
+    # Real data, self-supervised: "best" ends the run with the held-out scores' best weights that did not
+    # collapse (training/validation.py), the starting ones included; "last": the last step's weights.
+    keep_weights: str = "best"
     log_every: int = 20
     image_every: int = 500
     checkpoint_every: int = 200
@@ -74,6 +78,8 @@ class TrainSettings:
             raise ValueError(f"unknown textures {self.textures!r}; choose one of {TEXTURES}")
         if self.frame_size not in FRAME_SIZES:
             raise ValueError(f"unknown frame_size {self.frame_size!r}; choose one of {FRAME_SIZES}")
+        if self.keep_weights not in KEEP_WEIGHTS:
+            raise ValueError(f"unknown keep_weights {self.keep_weights!r}; choose one of {KEEP_WEIGHTS}")
         if self.mode not in MODES:
             raise ValueError(f"unknown training mode {self.mode!r}; choose one of {MODES}")
         if self.steps <= 0 or self.batch_size <= 0:
