@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 from ..training.loop import train
-from ..training.settings import (FIELDS, FRAME_SIZES, KEEP_WEIGHTS, TEXTURES, TrainSettings, load_schedule, load_yaml, settings_from_mapping,
-                                 start_weights)
+from ..training.settings import (FIELDS, FRAME_SIZES, KEEP_WEIGHTS, TEXTURES, TrainSettings, load_schedule, load_yaml,
+                                 settings_from_mapping, start_weights)
 
 FLAG_FIELDS = ("batch_size", "crop_height", "crop_width", "max_disparity", "seed", "workers", "threads",
                "warmup_steps", "checkpoint_every", "log_every", "holdout_every", "holdout_last", "validate_every",
