@@ -97,6 +97,7 @@ def test_terms_are_zero_for_identical_images_and_zero_disparity():
     image = torch.rand(1, 3, 16, 20)
     zero = torch.zeros(1, 1, 16, 20)
     terms = self_supervised_terms(image, image, zero, zero)
+    assert float(terms.pop("visible_fraction")) == 1.0  # zero disparity: every pixel lands on itself
     assert all(abs(float(v)) < 1e-6 for v in terms.values()), terms  # SSIM is 1 up to rounding
     assert float(photometric_error(image, image).abs().max()) < 1e-6
     assert float(photometric_error(image, torch.rand(1, 3, 16, 20)).mean()) > 0.1

@@ -20,7 +20,7 @@ from ros_harness import Harness, stereo_pair
 pytestmark = [pytest.mark.dds, pytest.mark.usefixtures("one_torch_thread")]
 NODE_PARAMS = {"backend": "torch", "config": "tiny", "threads": 1, "adapt": True, "adapt_lr": 1e-4,
                "adapt_max_steps_per_s": 20.0, "adapt_save_every": 1000, "adapt_frames_per_step": 3,
-               "adapt_photometric_scales": 3}
+               "adapt_photometric_scales": 3, "adapt_check_every": 2}
 SETS = 6
 
 
@@ -48,6 +48,7 @@ def test_node_keeps_publishing_while_it_adapts(tmp_path) -> None:
         assert 0 < steps <= SETS  # a step needs a new set
         assert int(values["adaptation swaps"]) == steps
         assert values["adaptation state"] == "adapting"
+        assert int(values["adaptation rollbacks"]) <= int(values["adaptation checks"]) <= steps // 2
         assert float(values["adaptation loss last"]) > 0 and float(values["adaptation loss mean"]) > 0
         assert backend.net is not shipped  # the improved weights are the ones inference runs
         assert int(values["processed"]) == SETS and int(values["failed"]) == 0
@@ -58,6 +59,8 @@ def test_node_keeps_publishing_while_it_adapts(tmp_path) -> None:
     record = json.loads(saved.with_suffix(".json").read_text())["info"]["online_adaptation"]
     assert (record["frames_per_step"], record["photometric_scales"], record["lr"]) == (3, 3, 1e-4)
     assert 0 < record["steps"] <= SETS
+    # checked every 2 steps and once more before the save at shutdown when the last step was not checked
+    assert record["check_every"] == 2 and record["checks"] == -(-record["steps"] // 2)
     original = load_model("tiny").net.state_dict()
     assert max(float((v - original[k]).abs().max()) for k, v in adapted.net.state_dict().items()
                if v.is_floating_point()) > 0

@@ -5,7 +5,9 @@ same disparity; inference never waits for a step and always runs one whole netwo
 Shipped tiny weights at 128x96 on synthetic pairs, torch on CPU, one thread: a step takes about 0.25 s."""
 from __future__ import annotations
 
+import copy
 import json
+import math
 import threading
 import time
 
@@ -16,7 +18,7 @@ import torch
 from ros2_stereo_depth.artifacts.weights import load_model
 from ros2_stereo_depth.data.synthetic import SceneParams, SyntheticSequence
 from ros2_stereo_depth.inference.torch_backend import TorchBackend
-from ros2_stereo_depth.training.online import AdaptSettings, OnlineAdapter
+from ros2_stereo_depth.training.online import MAX_FAILED_CHECKS, AdaptSettings, OnlineAdapter
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 HEIGHT, WIDTH = 96, 128
@@ -184,8 +186,91 @@ def test_steps_respect_the_rate_bound() -> None:
     assert adapter.stats().state == "stopped"
 
 
+def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    return all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+
+
+def test_the_guard_keeps_weights_that_pass_and_rolls_back_a_wrecked_network() -> None:
+    """lr 1e-4: the check passes and the adapted weights stay. lr 0.05 (measured: disparities off by up to
+    60 px, photometric error 0.25 against 0.04): the check fails, the weights that last passed are put back
+    and published, and inference gives their disparity again. lr 5: the first step breaks the network (NaN
+    disparity), the second step's loss is NaN, and that rolls back too."""
+    frames = pairs(4)
+    torch_backend = backend()
+    start = torch_backend.net
+    start_disparity = torch_backend.infer(*frames[0]).disparity_px
+    gentle = OnlineAdapter(start, HEIGHT, WIDTH, AdaptSettings(lr=1e-4, check_every=0), torch_backend.replace_net)
+    for pair in frames:
+        gentle.offer(*pair)
+    for i in range(4):
+        gentle.step([frames[i], frames[(i + 1) % 4]])
+    adapted = copy.deepcopy(gentle.net)
+    assert gentle.check() and not same_weights(gentle.net, start)
+    assert same_weights(gentle.net, adapted) and torch_backend.net is not start
+    stats = gentle.stats()
+    assert (stats.checks, stats.rollbacks, stats.swaps) == (1, 0, 4)
+    assert "photometric" in stats.last_check and "disparity spread" in stats.last_check
+
+    wrecked = OnlineAdapter(start, HEIGHT, WIDTH, AdaptSettings(lr=0.05, check_every=2), torch_backend.replace_net)
+    for pair in frames:
+        wrecked.offer(*pair)
+    wrecked.step(frames[:2])
+    assert np.abs(torch_backend.infer(*frames[0]).disparity_px - start_disparity).max() > 1.0  # really wrecked
+    wrecked.step(frames[2:])  # step 2: the check is due, fails and rolls back to the starting weights
+    stats = wrecked.stats()
+    assert (stats.steps, stats.checks, stats.rollbacks, stats.swaps) == (2, 1, 1, 3)
+    assert same_weights(wrecked.net, start) and same_weights(torch_backend.net, start)
+    np.testing.assert_allclose(torch_backend.infer(*frames[0]).disparity_px, start_disparity, rtol=0, atol=1e-5)
+
+    broken = OnlineAdapter(start, HEIGHT, WIDTH, AdaptSettings(lr=5.0, check_every=0), torch_backend.replace_net)
+    broken.step(frames[:2])
+    assert np.isnan(torch_backend.infer(*frames[0]).disparity_px).all()
+    assert math.isnan(broken.step(frames[2:]))
+    stats = broken.stats()
+    assert (stats.steps, stats.checks, stats.rollbacks) == (1, 0, 1) and "adaptation loss nan" in stats.last_check
+    np.testing.assert_allclose(torch_backend.infer(*frames[0]).disparity_px, start_disparity, rtol=0, atol=1e-5)
+
+
+def test_saved_weights_pass_a_check_first(tmp_path) -> None:
+    """A save between checks checks first: the wrecked weights are never written, the ones that passed are."""
+    frames = pairs(2)
+    start = backend().net
+    adapter = OnlineAdapter(start, HEIGHT, WIDTH, AdaptSettings(lr=0.05, check_every=50), lambda net: None)
+    for pair in frames:
+        adapter.offer(*pair)
+    adapter.step(frames)
+    path = adapter.save(tmp_path / "adapted.safetensors")
+    assert same_weights(load_model(weights=path, height=HEIGHT, width=WIDTH).net, start)
+    record = json.loads(path.with_suffix(".json").read_text())["info"]["online_adaptation"]
+    assert (record["steps"], record["checks"], record["rollbacks"], record["check_every"]) == (1, 1, 1, 50)
+
+
+def test_adaptation_stops_after_failed_checks_in_a_row() -> None:
+    reports: list[str] = []
+    torch_backend = backend()
+    start = torch_backend.net
+    adapter = OnlineAdapter(start, HEIGHT, WIDTH, AdaptSettings(lr=0.05, check_every=1, max_steps_per_s=100.0),
+                            torch_backend.replace_net, report=reports.append)
+    frames = pairs(3)
+    adapter.start()
+    try:
+        deadline, i = time.monotonic() + 60.0, 0
+        while not adapter.stats().state.startswith("stopped") and time.monotonic() < deadline:
+            adapter.offer(*frames[i % 3])
+            i += 1
+            time.sleep(0.02)
+    finally:
+        adapter.stop()
+    stats = adapter.stats()
+    assert stats.state.startswith(f"stopped: {MAX_FAILED_CHECKS} failed checks in a row"), stats.state
+    assert (stats.steps, stats.checks, stats.rollbacks) == (MAX_FAILED_CHECKS,) * 3
+    assert len(reports) == 1 and "failed checks in a row" in reports[0]
+    assert same_weights(torch_backend.net, start)  # what inference runs after it gave up
+
+
 @pytest.mark.parametrize("changes, needle", [({"lr": 0.0}, "positive"), ({"max_steps_per_s": 0.0}, "positive"),
-                                             ({"save_path": "adapted.pt"}, ".safetensors")])
+                                             ({"save_path": "adapted.pt"}, ".safetensors"),
+                                             ({"check_every": -1}, "check_every")])
 def test_settings_are_checked(changes, needle) -> None:
     with pytest.raises(ValueError, match=needle):
         AdaptSettings(**changes)

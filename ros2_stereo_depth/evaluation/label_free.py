@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ..pair import StereoPair
-from ..training.losses import in_view, self_supervised_terms, visible_mask
+from ..training.losses import self_supervised_terms
 
 Predictor = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (left RGB, right RGB) uint8 -> (H,W) disparity px
 
@@ -50,10 +50,9 @@ def label_free_terms(left: np.ndarray | torch.Tensor, right: np.ndarray | torch.
     left_t, right_t = _images(left), _images(right)
     disparity, disparity_right = _disparity(disparity_px), _disparity(disparity_right_px)
     terms = self_supervised_terms(left_t, right_t, disparity, disparity_right)
-    visible = visible_mask(disparity, disparity_right) & in_view(disparity)
     low, high = torch.quantile(disparity.flatten(1), disparity.new_tensor([0.05, 0.95]), dim=1)
     return {"photometric": float(terms["photometric"]), "lr_consistency_px": float(terms["lr_consistency"]),
-            "visible_fraction": float(visible.float().mean()), "disparity_spread_px": float((high - low).mean())}
+            "visible_fraction": float(terms["visible_fraction"]), "disparity_spread_px": float((high - low).mean())}
 
 
 def mirrored(predict: Predictor, left_rgb: np.ndarray, right_rgb: np.ndarray) -> np.ndarray:

@@ -119,4 +119,5 @@ def adaptation_values(stats: "AdaptStats") -> dict[str, str]:
     return {"adaptation state": stats.state, "adaptation steps": str(stats.steps),
             "adaptation swaps": str(stats.swaps), "adaptation loss last": number(stats.last_loss),
             "adaptation loss mean": number(stats.mean_loss), "adaptation step (ms)": number(stats.mean_step_s, 1e3, 0),
-            "adaptation saved at step": str(stats.saved_at_step)}
+            "adaptation saved at step": str(stats.saved_at_step), "adaptation checks": str(stats.checks),
+            "adaptation rollbacks": str(stats.rollbacks), "adaptation last check": stats.last_check or "n/a"}

@@ -129,6 +129,11 @@ PARAMETERS: dict[str, Param] = {
     "adapt_frames_per_step": Param(2, "adapt: pairs per step, the newest and older ones from the last 8", 1, 8),
     "adapt_photometric_scales": Param(1, "adapt: photometric loss over this many scales (1: full size; 3: also "
                                       "the images pooled by 2 and 4, which averages sensor noise away)", 1, 3),
+    "adapt_check_every": Param(50, "adapt: every this many steps (and before each save) score the adapted and the "
+                               "starting weights label-free on the newest pairs; adapted weights with a higher "
+                               "photometric error or under a quarter of the disparity spread are replaced by the "
+                               "last that passed (3 failures in a row stop adaptation); 0: never checked",
+                               0, 1_000_000),
 }
 
 
@@ -234,13 +239,16 @@ class StereoDepthPipeline:
             settings = AdaptSettings(lr=p["adapt_lr"], max_steps_per_s=p["adapt_max_steps_per_s"],
                                      frames_per_step=p["adapt_frames_per_step"],
                                      photometric_scales=p["adapt_photometric_scales"],
-                                     save_path=p["adapted_weights_path"], save_every=p["adapt_save_every"])
+                                     save_path=p["adapted_weights_path"], save_every=p["adapt_save_every"],
+                                     check_every=p["adapt_check_every"])
             self.adapter = OnlineAdapter(backend.net, backend.height, backend.width, settings, backend.replace_net,
                                          report=self.node.get_logger().error,
                                          info={"adapted_from": str(selected.weights.weights_path or "random")})
             self.node.get_logger().info(
                 f"online adaptation on: at most {settings.max_steps_per_s:g} steps/s, lr {settings.lr:g}, "
-                f"{settings.frames_per_step} pairs a step, {settings.photometric_scales} photometric scale(s), weights "
+                f"{settings.frames_per_step} pairs a step, {settings.photometric_scales} photometric scale(s), "
+                + (f"checked every {settings.check_every} steps, " if settings.check_every else "never checked, ")
+                + "weights "
                 + (f"saved to {settings.save_path} every {settings.save_every} steps and at shutdown"
                    if settings.save_path else "not saved (adapted_weights_path is empty)"))
 

@@ -112,7 +112,8 @@ def right_view_disparity(model: torch.nn.Module, left: torch.Tensor, right: torc
 
 def self_supervised_terms(left_rgb: torch.Tensor, right_rgb: torch.Tensor, disparity: torch.Tensor,
                           disparity_right: torch.Tensor, photometric_scales: int = 1) -> dict[str, torch.Tensor]:
-    """The three terms for one left-view disparity (N,1,H,W); images in [0,1].
+    """The three terms for one left-view disparity (N,1,H,W), and the share of pixels the first two cover;
+    images in [0,1].
 
     photometric_scales > 1: the photometric term is the mean over the images at full size and average-
     pooled by 2, 4, ... (disparity pooled and halved with them): pooling averages sensor noise away, which
@@ -133,7 +134,8 @@ def self_supervised_terms(left_rgb: torch.Tensor, right_rgb: torch.Tensor, dispa
     # then doubled the error in occluded areas). The mask is computed without gradient, so no step is
     # rewarded for declaring pixels occluded; `visible_fraction` in the label-free report shows it anyway.
     lr = ((disparity - warp_right_to_left(disparity_right, disparity)).abs() * visible).sum() / visible.sum().clamp(min=1.0)
-    return {"photometric": photometric, "lr_consistency": lr, "smoothness": smoothness_loss(disparity, left_rgb)}
+    return {"photometric": photometric, "lr_consistency": lr, "smoothness": smoothness_loss(disparity, left_rgb),
+            "visible_fraction": visible.mean()}  # reported (evaluation/label_free.py), never trained on
 
 
 def self_supervised_loss(model: torch.nn.Module, left: torch.Tensor, right: torch.Tensor,

@@ -12,6 +12,15 @@ training step. BatchNorm stays in eval mode: running statistics from one or two 
 On CUDA the steps run on their own stream (the legacy default stream would serialise with inference's),
 and the new weights are complete on the device before they are published.
 
+A guard (`check_every` steps, and before every save): the adapted weights and the ones it started from are
+scored label-free on the same recent pairs (training/validation.py, as the training run's held-out pairs).
+Adapted weights that explain them worse (higher photometric error: divergence) or that lost most of the
+starting weights' disparity spread (a collapse towards one depth, which lowers the photometric error on weak
+texture and noise) are replaced by the last weights that passed, and those are published again; after
+MAX_FAILED_CHECKS failures in a row adaptation stops on them. A step whose loss is not finite (the last update
+broke the network) is a failure too. It sees what the label-free scores see: a
+depth that got slightly worse without losing its range passes.
+
 Nothing here knows about ROS; the node (ros/node.py) wires parameters, frames and diagnostics to it.
 """
 from __future__ import annotations
@@ -33,13 +42,17 @@ from ..artifacts.weights import save_weights
 from ..inference.base import resize_to_input
 from ..model import StereoNet
 from ..normalisation import normalise
+from ..pair import StereoPair
 from .losses import self_supervised_loss
 from .settings import TrainSettings
+from .validation import keeps_depth_range, score
 
 FRAMES_KEPT = 8  # ring buffer of recent pairs
 LOSS_WINDOW = 50  # steps in the reported mean loss
 GRAD_CLIP = 1.0  # as the training loop (training/loop.py)
 STOP_TIMEOUT_S = 120.0  # a step of `fast` at 640x480 on a slow CPU takes seconds; wait for it, then save
+CHECK_PAIRS = 4  # the newest pairs a check scores (two forward passes each, per network scored)
+MAX_FAILED_CHECKS = 3  # in a row: then adaptation stops on the last weights that passed
 
 
 @dataclass(frozen=True)
@@ -52,10 +65,13 @@ class AdaptSettings:
     weight_decay: float = TrainSettings.weight_decay
     photometric_scales: int = 1  # training/losses.py; 3 for noisy cameras
     seed: int = 0  # which older pairs join the newest
+    check_every: int = 50  # steps between guard checks (also one before each save); 0: never checked
 
     def __post_init__(self) -> None:
         if not (self.lr > 0 and math.isfinite(self.lr)) or not self.max_steps_per_s > 0:
             raise ValueError("adaptation lr and max_steps_per_s must be positive")
+        if self.check_every < 0:
+            raise ValueError("check_every must be >= 0 (0: never checked)")
         if self.frames_per_step < 1 or self.save_every < 1 or self.photometric_scales < 1:
             raise ValueError("frames_per_step, save_every and photometric_scales must be >= 1")
         if self.save_path and Path(self.save_path).suffix != ".safetensors":
@@ -66,11 +82,14 @@ class AdaptSettings:
 class AdaptStats:
     state: str  # waiting for frames | adapting | stopped | failed: <error>
     steps: int
-    swaps: int  # improved networks handed to `publish`
+    swaps: int  # networks handed to `publish`: one per step and one per rollback
     last_loss: float | None  # label-free loss of the last step's batch, before its update
     mean_loss: float | None  # over the last LOSS_WINDOW steps
     mean_step_s: float | None  # one step (forward, right-view pass, backward, update, copy)
     saved_at_step: int  # steps when the weights were last saved; 0: not saved yet
+    checks: int  # guard checks run
+    rollbacks: int  # failed checks and non-finite losses: the last weights that passed were put back
+    last_check: str  # the last check's scores (or the non-finite loss), "" before the first
 
 
 class OnlineAdapter:
@@ -86,6 +105,8 @@ class OnlineAdapter:
         self.publish, self.report = publish, report
         self.info = dict(info or {})
         self.net = copy.deepcopy(net).eval().requires_grad_(True)  # private; eval: BatchNorm frozen
+        self._start_net = copy.deepcopy(net).eval().requires_grad_(False)  # every check's reference
+        self._passed = self._snapshot()  # the weights a failed check goes back to
         self.device = next(self.net.parameters()).device
         self._stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
         if self._stream is not None:
@@ -93,7 +114,7 @@ class OnlineAdapter:
         # The last networks handed out stay referenced here a while: on CUDA, freeing one while a forward
         # pass enqueued on inference's stream still reads it would let the allocator reuse its memory.
         self._published: deque[StereoNet] = deque(maxlen=2)
-        self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+        self.optimizer = self._optimizer()
         self._rng = np.random.default_rng(settings.seed)
         self._cond = threading.Condition()  # guards the buffer and the counters below
         self._frames: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=FRAMES_KEPT)
@@ -101,7 +122,10 @@ class OnlineAdapter:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._state = "waiting for frames"
-        self._steps = self._saved_at = 0  # every step publishes its weights: swaps == steps
+        self._steps = self._saved_at = 0
+        self._swaps = 0  # every step publishes its weights, and so does every rollback
+        self._checked_at = self._checks = self._rollbacks = self._failed_in_a_row = 0
+        self._last_check = ""
         self._losses: deque[float] = deque(maxlen=LOSS_WINDOW)
         self._step_s: deque[float] = deque(maxlen=LOSS_WINDOW)
 
@@ -148,11 +172,14 @@ class OnlineAdapter:
         if not pairs:
             return None
         started = time.perf_counter()
-        with torch.cuda.stream(self._stream) if self._stream is not None else contextlib.nullcontext():
+        with self._on_stream():
             left, right = self._tensors(pairs)
             loss = self_supervised_loss(self.net, left, right, self.net(left, right), self.settings.photometric_scales)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"adaptation loss is {float(loss)}; weights left as they were")
+            if not torch.isfinite(loss):  # the last step's weights give NaN or inf: inference runs them now
+                with self._cond:
+                    self._last_check = f"step {self._steps}: adaptation loss {float(loss.detach())}"
+                self._roll_back()
+                return float(loss.detach())
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.net.parameters(), GRAD_CLIP)
@@ -161,30 +188,97 @@ class OnlineAdapter:
             improved = copy.deepcopy(self.net).requires_grad_(False).eval()
         if self._stream is not None:
             self._stream.synchronize()  # inference reads on another stream: the weights must be there first
-        self._published.append(improved)
-        self.publish(improved)
+        self._hand_out(improved)
         with self._cond:
             self._steps += 1
             self._losses.append(float(loss.detach()))
             self._step_s.append(time.perf_counter() - started)
-            due = self.settings.save_path and self._steps % self.settings.save_every == 0
-        if due:
+            check_due = self.settings.check_every and self._steps % self.settings.check_every == 0
+            save_due = self.settings.save_path and self._steps % self.settings.save_every == 0
+        if check_due:
+            self.check()
+        if save_due:
             self.save()
         return float(loss.detach())
 
+    def check(self) -> bool:
+        """The guard: score the adapted and the starting weights on the newest pairs; True when the adapted
+        ones pass (they become the weights to go back to), else put back the last that passed, publish them
+        and return False. Call from the adaptation thread or after `stop`."""
+        with self._cond:
+            frames = list(self._frames)[-CHECK_PAIRS:]
+            steps = self._steps
+        if not frames:
+            return True
+        pairs = [StereoPair(resize_to_input(left, self.width, self.height),
+                            resize_to_input(right, self.width, self.height), None, None) for left, right in frames]
+        with self._on_stream():
+            adapted, start = score(self.net, pairs, self.device), score(self._start_net, pairs, self.device)
+            passed = (all(map(math.isfinite, adapted.values())) and adapted["photometric"] <= start["photometric"]
+                      and keeps_depth_range(adapted, start))
+            if passed:
+                self._passed = self._snapshot()
+        with self._cond:
+            self._checks += 1
+            self._checked_at = steps
+            self._last_check = (f"step {steps}: photometric {adapted['photometric']:.4f} (start "
+                                f"{start['photometric']:.4f}), disparity spread {adapted['disparity_spread_px']:.1f} "
+                                f"px (start {start['disparity_spread_px']:.1f})")
+            if passed:
+                self._failed_in_a_row = 0
+        if not passed:
+            self._roll_back()
+        return passed
+
+    def _roll_back(self) -> None:
+        """Put back the weights that last passed a check (the starting ones before any did), with a fresh
+        optimiser (its moments led away from them), and publish them."""
+        with self._on_stream():
+            self.net.load_state_dict(self._passed)
+            self.optimizer = self._optimizer()
+            restored = copy.deepcopy(self.net).requires_grad_(False).eval()
+        if self._stream is not None:
+            self._stream.synchronize()
+        self._hand_out(restored)
+        with self._cond:
+            self._rollbacks += 1
+            self._failed_in_a_row += 1
+
+    def _on_stream(self) -> contextlib.AbstractContextManager[Any]:
+        """Adaptation's own CUDA stream (nothing on a CPU)."""
+        return torch.cuda.stream(self._stream) if self._stream is not None else contextlib.nullcontext()
+
+    def _snapshot(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in self.net.state_dict().items()}
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(self.net.parameters(), lr=self.settings.lr, weight_decay=self.settings.weight_decay)
+
+    def _hand_out(self, net: StereoNet) -> None:
+        self._published.append(net)
+        self.publish(net)
+        with self._cond:
+            self._swaps += 1
+
     def save(self, path: str | Path | None = None) -> Path | None:
         """Write the adapted weights (safetensors + sidecar, atomically); path None: settings.save_path.
-        Call from the adaptation thread or after `stop` (never during a step)."""
+        Call from the adaptation thread or after `stop` (never during a step). With the guard on, the weights
+        are checked first unless the last step was: what is saved has passed a check."""
         path = path or self.settings.save_path
         if not path:
             return None
         with self._cond:
+            unchecked = self.settings.check_every and self._steps > self._checked_at
+        if unchecked:
+            self.check()
+        with self._cond:
             steps = self._steps
             mean = float(np.mean(self._losses)) if self._losses else None
+            guard = {"checks": self._checks, "rollbacks": self._rollbacks, "last_check": self._last_check}
         written = save_weights(self.net, path, {**self.info, "online_adaptation": {
             "steps": steps, "lr": self.settings.lr, "frames_per_step": self.settings.frames_per_step,
             "photometric_scales": self.settings.photometric_scales, "mean_loss_last_steps": mean,
-            "torch": torch.__version__}})
+            "check_every": self.settings.check_every, **guard, "torch": torch.__version__}})
         with self._cond:
             self._saved_at = steps
         return written
@@ -210,7 +304,7 @@ class OnlineAdapter:
             self._thread = None
         with self._cond:
             unsaved = self._steps > self._saved_at
-            if not self._state.startswith("failed"):
+            if not self._state.startswith(("failed", "stopped")):
                 self._state = "stopped"
         return self.save() if unsaved else None
 
@@ -235,11 +329,19 @@ class OnlineAdapter:
                     self.report(text)
                 return
             with self._cond:
-                self._state = "adapting"
+                given_up = self._failed_in_a_row >= MAX_FAILED_CHECKS
+                self._state = (f"stopped: {self._failed_in_a_row} failed checks in a row, on the weights that last "
+                               f"passed (last check {self._last_check})") if given_up else "adapting"
+                text = f"online adaptation {self._state}"
+            if given_up:
+                if self.report is not None:
+                    self.report(text)
+                return
 
     def stats(self) -> AdaptStats:
         with self._cond:
             losses, step_s = list(self._losses), list(self._step_s)
-            return AdaptStats(self._state, self._steps, self._steps, losses[-1] if losses else None,
+            return AdaptStats(self._state, self._steps, self._swaps, losses[-1] if losses else None,
                               float(np.mean(losses)) if losses else None,
-                              float(np.mean(step_s)) if step_s else None, self._saved_at)
+                              float(np.mean(step_s)) if step_s else None, self._saved_at, self._checks,
+                              self._rollbacks, self._last_check)

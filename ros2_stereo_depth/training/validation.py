@@ -37,6 +37,12 @@ VALIDATION_FILE = "validation.json"
 COLLAPSE_FRACTION = 0.25
 
 
+def keeps_depth_range(row: dict[str, float], reference: dict[str, float]) -> bool:
+    """Not a collapse: `row`'s disparity spread is at least COLLAPSE_FRACTION of `reference`'s (label-free
+    scores of the same pairs, the reference from the weights training started with)."""
+    return row["disparity_spread_px"] >= COLLAPSE_FRACTION * reference.get("disparity_spread_px", 0.0)
+
+
 def split_holdout(count: int, holdout_every: int, holdout_last: int) -> tuple[list[int], list[int]]:
     """(training indices, held-out indices) of `count` pairs."""
     held = {i for i in range(count) if holdout_every and i % holdout_every == holdout_every - 1}
@@ -118,8 +124,8 @@ class HeldOutValidation:
         return row
 
     def eligible(self, row: dict[str, float]) -> bool:
-        """Not a collapse: the disparity spread is at least COLLAPSE_FRACTION of step 0's."""
-        return row["disparity_spread_px"] >= COLLAPSE_FRACTION * self.rows[0].get("disparity_spread_px", 0.0)
+        """Not a collapse against step 0's score."""
+        return keeps_depth_range(row, self.rows[0])
 
     def keep_best(self, net: StereoNet) -> int | None:
         """Load the best eligible weights into `net` when they are not the last scored ones; returns their
