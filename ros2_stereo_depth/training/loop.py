@@ -189,7 +189,8 @@ def _train(stages: list[TrainSettings], out_dir: Path, resume: bool, command: st
         kept = validation.keep_best(net) if validation is not None and stages[-1].keep_weights == "best" else None
         if kept is not None:
             save_weights(net.eval(), final, {**info, "kept_step": kept})
-            print(f"kept the weights of step {kept}: the held-out pairs scored best there (lowest photometric "
+            scored = "held-out" if validation is not None and validation.held_out else "training (nothing held out)"
+            print(f"kept the weights of step {kept}: the {scored} pairs scored best there (lowest photometric "
                   f"error without a collapse of the disparity spread); --keep-weights last keeps step {step}'s")
         writer.close()  # type: ignore[union-attr]
         if interrupted:

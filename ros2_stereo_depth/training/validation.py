@@ -90,7 +90,7 @@ class HeldOutValidation:
     """Scores the held-out pairs and records the scores (log line, TensorBoard, RUN/validation.json)."""
 
     def __init__(self, pairs: list[StereoPair], held_out: bool, every: int, out_dir: Path, writer: Any) -> None:
-        self.pairs, self.every, self.writer = pairs, every, writer
+        self.pairs, self.every, self.writer, self.held_out = pairs, every, writer, held_out
         self.path = out_dir / VALIDATION_FILE
         previous = json.loads(self.path.read_text()) if self.path.is_file() else {}
         self.rows: list[dict[str, float]] = previous.get("scores", [])  # a resumed run appends
@@ -113,7 +113,7 @@ class HeldOutValidation:
         if self.eligible(row) and (self.best is None or row["photometric"] < self.best[0]["photometric"]):
             self.best = (row, {k: v.detach().to("cpu", copy=True) for k, v in net.state_dict().items()})
         change = 100.0 * (row["photometric"] / first["photometric"] - 1.0) if first["photometric"] else 0.0
-        print(f"step {step}: label-free on {row['pairs']} {'held-out' if 'held-out' in self.what else 'training'} "
+        print(f"step {step}: label-free on {row['pairs']} {'held-out' if self.held_out else 'training'} "
               f"pairs: photometric {row['photometric']:.4f} ({change:+.1f} % since step {first['step']}), "
               f"LR consistency {row['lr_consistency_px']:.3f} px, visible {100 * row['visible_fraction']:.1f} %, "
               f"disparity spread {row['disparity_spread_px']:.1f} px", flush=True)
