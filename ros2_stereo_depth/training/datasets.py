@@ -78,6 +78,11 @@ class CroppedItems(Dataset):
         return random_crop(self.items[index], self.height, self.width, rng)
 
 
+def resized_pair(left_rgb: np.ndarray, right_rgb: np.ndarray, width: int, height: int) -> StereoPair:
+    """An unlabelled pair at the network input size, resized as inference resizes it (resize_to_input)."""
+    return StereoPair(resize_to_input(left_rgb, width, height), resize_to_input(right_rgb, width, height), None, None)
+
+
 class NetworkSizeItems(Dataset):
     """Unlabelled pairs resized to the network input as the node resizes camera images (inference/base.py
     resize_to_input: INTER_AREA when shrinking), so that self-supervised adaptation trains on the pixels
@@ -91,8 +96,7 @@ class NetworkSizeItems(Dataset):
 
     def __getitem__(self, index: int) -> StereoPair:
         pair = self.items[index]
-        return StereoPair(resize_to_input(pair.left, self.width, self.height),
-                          resize_to_input(pair.right, self.width, self.height), None, None)
+        return resized_pair(pair.left, pair.right, self.width, self.height)
 
 
 def holds_out(settings: TrainSettings) -> bool:

@@ -42,7 +42,7 @@ from ..artifacts.weights import save_weights
 from ..inference.base import resize_to_input
 from ..model import StereoNet
 from ..normalisation import normalise
-from ..pair import StereoPair
+from .datasets import resized_pair
 from .losses import self_supervised_loss
 from .settings import TrainSettings
 from .validation import keeps_depth_range, score
@@ -106,7 +106,7 @@ class OnlineAdapter:
         self.info = dict(info or {})
         self.net = copy.deepcopy(net).eval().requires_grad_(True)  # private; eval: BatchNorm frozen
         self._start_net = copy.deepcopy(net).eval().requires_grad_(False)  # every check's reference
-        self._passed = self._snapshot()  # the weights a failed check goes back to
+        self._passed = self._start_net.state_dict()  # the weights a failed check goes back to (never modified)
         self.device = next(self.net.parameters()).device
         self._stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
         if self._stream is not None:
@@ -210,8 +210,7 @@ class OnlineAdapter:
             steps = self._steps
         if not frames:
             return True
-        pairs = [StereoPair(resize_to_input(left, self.width, self.height),
-                            resize_to_input(right, self.width, self.height), None, None) for left, right in frames]
+        pairs = [resized_pair(left, right, self.width, self.height) for left, right in frames]
         with self._on_stream():
             adapted, start = score(self.net, pairs, self.device), score(self._start_net, pairs, self.device)
             passed = (all(map(math.isfinite, adapted.values())) and adapted["photometric"] <= start["photometric"]
