@@ -137,6 +137,31 @@ def test_self_supervised_steps_on_a_bag_lower_the_photometric_error(tmp_path: Pa
     assert result.validation == report["scores"]
 
 
+def test_a_new_run_in_a_used_folder_scores_afresh_and_a_resumed_one_appends(tmp_path: Path) -> None:
+    """A run into the folder of an earlier one starts its own validation.json: it once read the earlier
+    run's rows, skipped every step they had scored (a 1000-step rerun scored nothing and kept no best) and
+    compared with their step 0. A resumed run (--resume) appends to its own."""
+    bag, _ = write_heldout_bag(tmp_path, frames=4, domain=SMALL)
+    base = TrainSettings(config="tiny", data=str(bag), mode="self-supervised", steps=2, batch_size=1, crop_height=64,
+                         crop_width=96, max_disparity=32, lr=1e-3, warmup_steps=0, workers=0, holdout_every=0,
+                         holdout_last=1, validate_every=1, checkpoint_every=1000, init_weights=str(shipped_weights("tiny")))
+    run = tmp_path / "run"
+    train([base.replace(lr=5.0)], run)  # the earlier run wrecks the network: its scores at steps 1-2 are bad
+    earlier = {row["step"]: row for row in json.loads((run / VALIDATION_FILE).read_text())["scores"]}
+    assert sorted(earlier) == [0, 1, 2]
+    result = train([base.replace(validate_every=2)], run)
+    rows = json.loads((run / VALIDATION_FILE).read_text())["scores"]
+    assert [row["step"] for row in rows] == [0, 2] and result.validation == rows
+    assert rows[0]["photometric"] == pytest.approx(earlier[0]["photometric"], rel=1e-5)  # the same starting weights
+    assert rows[1]["photometric"] != earlier[2]["photometric"]  # step 2 scored again, on this run's weights
+    # stop at step 1, then resume: one list of scores, each step once
+    stopped = tmp_path / "stopped"
+    train([base], stopped, stop_at=1)
+    assert [row["step"] for row in json.loads((stopped / VALIDATION_FILE).read_text())["scores"]] == [0, 1]
+    train([base], stopped, resume=True)
+    assert [row["step"] for row in json.loads((stopped / VALIDATION_FILE).read_text())["scores"]] == [0, 1, 2]
+
+
 def test_validation_keeps_the_best_weights_that_did_not_collapse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Scripted scores: step 20 has the lowest photometric error but its disparity spread collapsed to a
     tenth of step 0's, so step 40 (the best of the rest) is kept and its weights are loaded back."""

@@ -112,7 +112,7 @@ def _train(stages: list[TrainSettings], out_dir: Path, resume: bool, command: st
         from torch.utils.tensorboard import SummaryWriter
         writer = SummaryWriter(str(out_dir / "tensorboard"))
         (out_dir / "settings.json").write_text(json.dumps({"stages": [asdict(s) for s in stages]}, indent=2) + "\n")
-    validation = _validation(stages[-1], out_dir, writer) if process.main else None
+    validation = _validation(stages[-1], out_dir, writer, resume) if process.main else None
 
     def validate(final: bool = False) -> None:
         if validation is not None and validation.due(step, final):
@@ -201,14 +201,14 @@ def _train(stages: list[TrainSettings], out_dir: Path, resume: bool, command: st
     return TrainResult(final, step, interrupted, losses, learning_rates, validation.rows if validation else [])
 
 
-def _validation(settings: TrainSettings, out_dir: Path, writer) -> HeldOutValidation | None:  # noqa: ANN001 (SummaryWriter)
+def _validation(settings: TrainSettings, out_dir: Path, writer, resume: bool) -> HeldOutValidation | None:  # noqa: ANN001 (SummaryWriter)
     """Label-free validation on the last stage's held-out pairs; None for synthetic or supervised data."""
     if not holds_out(settings):
         return None
     items = open_real_items(settings)
     training, held = split_holdout(len(items), settings.holdout_every, settings.holdout_last)  # type: ignore[arg-type]
     pairs = [items[i] for i in (held or training)]
-    return HeldOutValidation(pairs, bool(held), settings.validate_every, out_dir, writer)
+    return HeldOutValidation(pairs, bool(held), settings.validate_every, out_dir, writer, resume)
 
 
 def _loss(settings: TrainSettings, model: torch.nn.Module, batch: dict[str, torch.Tensor],

@@ -89,11 +89,14 @@ def score(net: StereoNet, pairs: list[StereoPair], device: torch.device) -> dict
 class HeldOutValidation:
     """Scores the held-out pairs and records the scores (log line, TensorBoard, RUN/validation.json)."""
 
-    def __init__(self, pairs: list[StereoPair], held_out: bool, every: int, out_dir: Path, writer: Any) -> None:
+    def __init__(self, pairs: list[StereoPair], held_out: bool, every: int, out_dir: Path, writer: Any,
+                 resume: bool = False) -> None:
         self.pairs, self.every, self.writer, self.held_out = pairs, every, writer, held_out
         self.path = out_dir / VALIDATION_FILE
-        previous = json.loads(self.path.read_text()) if self.path.is_file() else {}
-        self.rows: list[dict[str, float]] = previous.get("scores", [])  # a resumed run appends
+        # A resumed run appends to its scores; a new run in the same folder starts its own (reading an
+        # earlier run's rows skipped every step they had scored and compared with their step 0).
+        previous = json.loads(self.path.read_text()) if resume and self.path.is_file() else {}
+        self.rows: list[dict[str, float]] = previous.get("scores", [])
         # (score, weights) of the best eligible score taken in this process (a resumed run cannot go
         # back to weights from before the resume)
         self.best: tuple[dict[str, float], dict[str, torch.Tensor]] | None = None
