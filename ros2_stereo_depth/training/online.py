@@ -185,10 +185,7 @@ class OnlineAdapter:
             torch.nn.utils.clip_grad_norm_(self.net.parameters(), GRAD_CLIP)
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)  # no gradients in the copy
-            improved = copy.deepcopy(self.net).requires_grad_(False).eval()
-        if self._stream is not None:
-            self._stream.synchronize()  # inference reads on another stream: the weights must be there first
-        self._hand_out(improved)
+        self._hand_out()
         with self._cond:
             self._steps += 1
             self._losses.append(float(loss.detach()))
@@ -235,10 +232,7 @@ class OnlineAdapter:
         with self._on_stream():
             self.net.load_state_dict(self._passed)
             self.optimizer = self._optimizer()
-            restored = copy.deepcopy(self.net).requires_grad_(False).eval()
-        if self._stream is not None:
-            self._stream.synchronize()
-        self._hand_out(restored)
+        self._hand_out()
         with self._cond:
             self._rollbacks += 1
             self._failed_in_a_row += 1
@@ -253,7 +247,12 @@ class OnlineAdapter:
     def _optimizer(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.net.parameters(), lr=self.settings.lr, weight_decay=self.settings.weight_decay)
 
-    def _hand_out(self, net: StereoNet) -> None:
+    def _hand_out(self) -> None:
+        """Publish an eval copy of the current weights (after a step or a rollback)."""
+        with self._on_stream():
+            net = copy.deepcopy(self.net).requires_grad_(False).eval()
+        if self._stream is not None:
+            self._stream.synchronize()  # inference reads on another stream: the weights must be there first
         self._published.append(net)
         self.publish(net)
         with self._cond:
